@@ -1,0 +1,223 @@
+"""One cycle: read every source, validate, roll up, integrate energy; hand back a Snapshot.
+
+The pipeline is the only stateful piece of the core (energy counters, cumulative sample
+counts, source health). Everything it calls is a pure function of frames. It knows nothing
+of HTTP or Prometheus; exporters read its Snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from collector import energy, rollup, schemas
+from collector.site.topology import Topology
+from collector.sources.base import SampleBatch, Source
+from collector.validate import ValidationLimits, validate
+
+log = logging.getLogger(__name__)
+
+KINDS = ("accelerator", "feed", "building")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    top_k_anomalies: int = 20
+    # Longest interval integrated into the energy counters; longer ones count as gaps.
+    max_energy_gap_seconds: float = 60.0
+    limits: ValidationLimits = field(default_factory=ValidationLimits)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one cycle learned. Level frames have one row per entity, in index order."""
+
+    timestamp: float
+    cycle_seconds: float
+    cycles: int
+    site: pl.DataFrame
+    buildings: pl.DataFrame
+    lineups: pl.DataFrame
+    halls: pl.DataFrame
+    rows: pl.DataFrame
+    racks: pl.DataFrame
+    feeds: pl.DataFrame
+    nodes: pl.DataFrame
+    accelerators: pl.DataFrame  # accepted accelerator samples (reporting ones only)
+    accelerator_energy_joules: np.ndarray
+    anomalies: pl.DataFrame
+    sources: pl.DataFrame  # source, up, read_seconds, last_success_timestamp_seconds
+    accepted: pl.DataFrame  # cumulative: source, kind, samples
+    rejected: pl.DataFrame  # cumulative: source, kind, reason, samples
+
+
+class Pipeline:
+    def __init__(
+        self,
+        topology: Topology,
+        sources: Sequence[Source],
+        clock: Callable[[], float] = time.time,
+        config: PipelineConfig | None = None,
+    ) -> None:
+        self.topology = topology
+        self.sources = list(sources)
+        self.clock = clock
+        self.config = config or PipelineConfig()
+        self._energy = {
+            "accelerator": energy.EnergyState.zero(topology.accelerators.height),
+            "feed": energy.EnergyState.zero(topology.feeds.height),
+            "building": energy.EnergyState.zero(topology.buildings.height),
+        }
+        self._accepted: dict[tuple[str, str], int] = {
+            (source.name, kind): 0 for source in self.sources for kind in KINDS
+        }
+        self._rejected: dict[tuple[str, str, str], int] = {}
+        self._health: dict[str, tuple[bool, float, float | None]] = {}
+        self._errors_logged: set[tuple[str, str]] = set()
+        self._cycles = 0
+
+    def _read(self, source: Source, now: float) -> SampleBatch | None:
+        started = time.perf_counter()
+        try:
+            batch = source.read(now)
+        except Exception as error:  # a broken source costs its own data, never the cycle
+            elapsed = time.perf_counter() - started
+            last = self._health.get(source.name, (False, 0.0, None))[2]
+            self._health[source.name] = (False, elapsed, last)
+            self._log_once(source.name, "read", f"source {source.name}: read failed: {error!r}")
+            return None
+        self._health[source.name] = (True, time.perf_counter() - started, now)
+        return batch
+
+    def _log_once(self, source: str, what: str, message: str) -> None:
+        if (source, what) not in self._errors_logged:
+            self._errors_logged.add((source, what))
+            log.warning(message)
+
+    def run_cycle(self) -> Snapshot:
+        started = time.perf_counter()
+        now = self.clock()
+        topology = self.topology
+        accepted: dict[str, list[pl.DataFrame]] = {kind: [] for kind in KINDS}
+        for source in self.sources:
+            batch = self._read(source, now)
+            if batch is None:
+                continue
+            for kind in KINDS:
+                frame = batch.frame(kind)
+                try:
+                    result = validate(kind, frame, topology, now, self.config.limits)
+                except ValueError as error:  # wrong columns: the whole frame is unusable
+                    self._count_rejection(source.name, kind, "malformed", frame.height)
+                    self._log_once(
+                        source.name, f"{kind}:malformed", f"source {source.name}: {error}"
+                    )
+                    continue
+                self._accepted[(source.name, kind)] += result.accepted_samples
+                for reason, count in result.rejections.items():
+                    self._count_rejection(source.name, kind, reason, count)
+                    self._log_once(
+                        source.name,
+                        f"{kind}:{reason}",
+                        f"source {source.name}: {count} {kind} sample(s) rejected ({reason}), "
+                        f"e.g. {result.examples.get(reason, '?')}; counted in "
+                        "gigawatt_samples_rejected_total, logged once",
+                    )
+                accepted[kind].append(result.frame)
+
+        merged = {kind: self._merge(kind, frames) for kind, frames in accepted.items()}
+        counters = self._advance_energy(merged, now)
+
+        nodes = rollup.node_frame(merged["accelerator"], topology, counters["accelerator"])
+        feeds = rollup.feed_frame(merged["feed"], topology, counters["feed"])
+        racks = rollup.rack_frame(nodes, feeds, topology)
+        rows = rollup.parent_frame(racks, "row", topology)
+        halls = rollup.parent_frame(rows, "hall", topology)
+        buildings = rollup.with_facility(
+            rollup.parent_frame(halls, "building", topology),
+            merged["building"],
+            counters["building"],
+        )
+        site = rollup.site_frame(racks, buildings, topology)
+        self._cycles += 1
+        return Snapshot(
+            timestamp=now,
+            cycle_seconds=time.perf_counter() - started,
+            cycles=self._cycles,
+            site=site,
+            buildings=buildings,
+            lineups=rollup.lineup_frame(feeds, topology),
+            halls=halls,
+            rows=rows,
+            racks=racks,
+            feeds=feeds,
+            nodes=nodes,
+            accelerators=merged["accelerator"],
+            accelerator_energy_joules=counters["accelerator"],
+            anomalies=rollup.anomalous_accelerators(
+                merged["accelerator"], nodes, topology, self.config.top_k_anomalies
+            ),
+            sources=self._source_frame(),
+            accepted=pl.DataFrame(
+                [(s, k, n) for (s, k), n in self._accepted.items()],
+                schema={"source": pl.String, "kind": pl.String, "samples": pl.UInt64},
+                orient="row",
+            ),
+            rejected=pl.DataFrame(
+                [(s, k, r, n) for (s, k, r), n in self._rejected.items()],
+                schema=dict(schemas.REJECTIONS),
+                orient="row",
+            ),
+        )
+
+    def _count_rejection(self, source: str, kind: str, reason: str, count: int) -> None:
+        key = (source, kind, reason)
+        self._rejected[key] = self._rejected.get(key, 0) + count
+
+    def _merge(self, kind: str, frames: list[pl.DataFrame]) -> pl.DataFrame:
+        if not frames:
+            return schemas.empty(schemas.SAMPLE_SCHEMAS[kind])
+        if len(frames) == 1:
+            return frames[0]
+        # Two sources for one entity: the first source listed wins.
+        return pl.concat(frames).unique(
+            schemas.SAMPLE_KEYS[kind], keep="first", maintain_order=True
+        )
+
+    def _advance_energy(self, merged: dict[str, pl.DataFrame], now: float) -> dict[str, np.ndarray]:
+        column = {
+            "accelerator": "power_watts",
+            "feed": "power_watts",
+            "building": "non_it_power_watts",
+        }
+        for kind, state in self._energy.items():
+            power = energy.dense(
+                merged[kind], schemas.SAMPLE_KEYS[kind], column[kind], state.joules.size
+            )
+            self._energy[kind] = energy.advance(
+                state, power, now, self.config.max_energy_gap_seconds
+            )
+        return {kind: state.joules for kind, state in self._energy.items()}
+
+    def _source_frame(self) -> pl.DataFrame:
+        names = [source.name for source in self.sources]
+        health = [self._health.get(name, (False, 0.0, None)) for name in names]
+        return pl.DataFrame(
+            {
+                "source": names,
+                "up": [1.0 if up else 0.0 for up, _, _ in health],
+                "read_seconds": [seconds for _, seconds, _ in health],
+                "last_success_timestamp_seconds": [last for _, _, last in health],
+            },
+            schema={
+                "source": pl.String,
+                "up": pl.Float64,
+                "read_seconds": pl.Float64,
+                "last_success_timestamp_seconds": pl.Float64,
+            },
+        )

@@ -1,0 +1,302 @@
+"""Roll-ups: pure functions from validated samples and topology to one frame per level.
+
+Every level frame has exactly one row per entity of that level, in index order, whether or
+not it reported: a level whose sources are silent shows null power (missing), never 0.
+
+Semantics, the same at every level from rack to site:
+
+* ``power_watts`` is IT power measured at the rack PDUs: the sum of the feeds that reported.
+  ``reporting_ratio`` = feeds reporting / feeds expected says how complete that sum is; it is
+  null when no feed reported. Headroom and utilization are computed from that sum, so on a
+  partly reporting level they are bounds, not readings: read them with the ratio.
+* ``accelerator_power_watts`` is what the accelerators themselves report, with its own
+  ``accelerators_reporting_ratio``. The difference to ``power_watts`` is the hosts, fans,
+  network and conversion losses.
+* ``energy_joules`` and ``accelerator_energy_joules`` sum the leaf counters kept by
+  collector.energy over *all* leaves, reporting or not, so they never go backwards and
+  children always sum to their parent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from collector.site.topology import Topology
+
+FloatArray = npt.NDArray[np.float64]
+
+# Columns a parent gets by summing its children.
+ADDITIVE = (
+    "power_watts",
+    "feeds_reporting",
+    "feeds_expected",
+    "accelerator_power_watts",
+    "accelerators_reporting",
+    "accelerators_expected",
+    "energy_joules",
+    "accelerator_energy_joules",
+)
+# Columns a parent gets as the largest of its children's.
+MAXIMAL = ("max_temperature_celsius",)
+
+PARENT_OF = {"rack": "row", "row": "hall", "hall": "building", "building": "site"}
+
+
+def sum_or_null(column: str) -> pl.Expr:
+    """Sum of the non-null values; null (missing) when there are none, never 0."""
+    return pl.when(pl.col(column).count() > 0).then(pl.col(column).sum()).alias(column)
+
+
+def with_derived_ratios(frame: pl.DataFrame) -> pl.DataFrame:
+    """Headroom, utilization and reporting ratios from the additive columns and capacity."""
+    return frame.with_columns(
+        headroom_watts=pl.col("capacity_watts") - pl.col("power_watts"),
+        utilization_ratio=pl.col("power_watts") / pl.col("capacity_watts"),
+        reporting_ratio=pl.col("feeds_reporting") / pl.col("feeds_expected"),
+        accelerators_reporting_ratio=(
+            pl.col("accelerators_reporting") / pl.col("accelerators_expected")
+        ),
+    )
+
+
+def node_frame(
+    accelerators: pl.DataFrame, topology: Topology, accelerator_energy: FloatArray
+) -> pl.DataFrame:
+    """Per node: its accelerators' power, temperature, memory, share reporting and energy."""
+    node_of = topology.accelerators["node_index"]
+    per_node = (
+        accelerators.with_columns(node_index=pl.lit(node_of).gather(pl.col("accelerator_index")))
+        .group_by("node_index")
+        .agg(
+            sum_or_null("power_watts").alias("accelerator_power_watts"),
+            pl.col("power_watts").count().cast(pl.UInt32).alias("accelerators_reporting"),
+            pl.col("temperature_celsius").max().alias("max_temperature_celsius"),
+            pl.col("utilization_ratio").mean().alias("accelerator_utilization_ratio"),
+            sum_or_null("memory_used_bytes").alias("memory_used_bytes"),
+        )
+    )
+    energy = np.bincount(
+        node_of.to_numpy(), weights=accelerator_energy, minlength=topology.nodes.height
+    )
+    return (
+        topology.nodes.select(
+            "node_index",
+            "rack_index",
+            "capacity_watts",
+            pl.col("accelerator_count").alias("accelerators_expected"),
+        )
+        .join(per_node, on="node_index", how="left", maintain_order="left")
+        .with_columns(
+            pl.col("accelerators_reporting").fill_null(0),
+            accelerator_energy_joules=pl.Series(energy),
+        )
+        .with_columns(
+            headroom_watts=pl.col("capacity_watts") - pl.col("accelerator_power_watts"),
+            utilization_ratio=pl.col("accelerator_power_watts") / pl.col("capacity_watts"),
+            accelerators_reporting_ratio=(
+                pl.col("accelerators_reporting") / pl.col("accelerators_expected")
+            ),
+        )
+    )
+
+
+def feed_frame(feeds: pl.DataFrame, topology: Topology, feed_energy: FloatArray) -> pl.DataFrame:
+    """Per PDU feed: its readings (null when silent), capacity, headroom and energy."""
+    return (
+        topology.feeds.select("feed_index", "rack_index", "lineup_index", "capacity_watts")
+        .join(
+            feeds.select(
+                "feed_index", "power_watts", "current_amps", "voltage_volts", "meter_energy_joules"
+            ),
+            on="feed_index",
+            how="left",
+            maintain_order="left",
+        )
+        .with_columns(
+            headroom_watts=pl.col("capacity_watts") - pl.col("power_watts"),
+            utilization_ratio=pl.col("power_watts") / pl.col("capacity_watts"),
+            energy_joules=pl.Series(feed_energy),
+        )
+    )
+
+
+def rack_frame(nodes: pl.DataFrame, feeds: pl.DataFrame, topology: Topology) -> pl.DataFrame:
+    """Per rack: PDU power (the electrical truth) beside its accelerators' own reports."""
+    from_feeds = feeds.group_by("rack_index").agg(
+        sum_or_null("power_watts"),
+        pl.col("power_watts").count().cast(pl.UInt32).alias("feeds_reporting"),
+        pl.len().cast(pl.UInt32).alias("feeds_expected"),
+        pl.col("energy_joules").sum(),
+    )
+    from_nodes = nodes.group_by("rack_index").agg(
+        sum_or_null("accelerator_power_watts"),
+        pl.col("accelerators_reporting").sum(),
+        pl.col("accelerators_expected").sum(),
+        pl.col("max_temperature_celsius").max(),
+        pl.col("accelerator_energy_joules").sum(),
+    )
+    frame = (
+        topology.racks.select(
+            "rack_index", "row_index", "hall_index", "building_index", "capacity_watts"
+        )
+        .join(from_feeds, on="rack_index", how="left", maintain_order="left")
+        .join(from_nodes, on="rack_index", how="left", maintain_order="left")
+        .with_columns(
+            pl.col(
+                "feeds_reporting",
+                "feeds_expected",
+                "accelerators_reporting",
+                "accelerators_expected",
+            )
+            .fill_null(0)
+            .cast(pl.UInt32),
+            pl.col("energy_joules", "accelerator_energy_joules").fill_null(0.0),
+        )
+    )
+    return with_derived_ratios(frame)
+
+
+def parent_frame(children: pl.DataFrame, level: str, topology: Topology) -> pl.DataFrame:
+    """Roll children up one level (rack→row→hall→building→site); capacity from topology."""
+    key = f"{level}_index"
+    aggregations = [sum_or_null("power_watts"), sum_or_null("accelerator_power_watts")]
+    aggregations += [
+        pl.col(c).sum() for c in ADDITIVE if c not in ("power_watts", "accelerator_power_watts")
+    ]
+    aggregations += [pl.col(c).max() for c in MAXIMAL]
+    if level == "site":
+        summed = children.select(aggregations).with_columns(
+            capacity_watts=pl.lit(float(topology.buildings["capacity_watts"].sum()))
+        )
+        return with_derived_ratios(summed)
+    table: pl.DataFrame = getattr(topology, f"{level}s")
+    keep = [c for c in table.columns if c.endswith("_index") or c == "capacity_watts"]
+    frame = table.select(keep).join(
+        children.group_by(key).agg(aggregations), on=key, how="left", maintain_order="left"
+    )
+    return with_derived_ratios(frame)
+
+
+def lineup_frame(feeds: pl.DataFrame, topology: Topology) -> pl.DataFrame:
+    """Per building lineup (A/B path): the feeds it carries against its capacity."""
+    per_lineup = feeds.group_by("lineup_index").agg(
+        sum_or_null("power_watts"),
+        pl.col("power_watts").count().cast(pl.UInt32).alias("feeds_reporting"),
+        pl.len().cast(pl.UInt32).alias("feeds_expected"),
+        pl.col("energy_joules").sum(),
+    )
+    return (
+        topology.lineups.select("lineup_index", "building_index", "capacity_watts")
+        .join(per_lineup, on="lineup_index", how="left", maintain_order="left")
+        .with_columns(
+            pl.col("feeds_reporting", "feeds_expected").fill_null(0),
+            headroom_watts=pl.col("capacity_watts") - pl.col("power_watts"),
+            utilization_ratio=pl.col("power_watts") / pl.col("capacity_watts"),
+        )
+        .with_columns(reporting_ratio=pl.col("feeds_reporting") / pl.col("feeds_expected"))
+    )
+
+
+def with_facility(
+    buildings: pl.DataFrame, building_samples: pl.DataFrame, non_it_energy: FloatArray
+) -> pl.DataFrame:
+    """Add non-IT load, facility power (IT + non-IT), PUE and facility energy per building."""
+    return (
+        buildings.join(
+            building_samples.select(
+                "building_index", "non_it_power_watts", "outdoor_temperature_celsius"
+            ),
+            on="building_index",
+            how="left",
+            maintain_order="left",
+        )
+        .with_columns(non_it_energy_joules=pl.Series(non_it_energy))
+        .with_columns(
+            facility_power_watts=pl.col("power_watts") + pl.col("non_it_power_watts"),
+            facility_energy_joules=pl.col("energy_joules") + pl.col("non_it_energy_joules"),
+        )
+        .with_columns(pue_ratio=pl.col("facility_power_watts") / pl.col("power_watts"))
+    )
+
+
+def site_frame(racks: pl.DataFrame, buildings: pl.DataFrame, topology: Topology) -> pl.DataFrame:
+    """The site: IT from all racks, facility at the point of interconnection, contract, PUE.
+
+    Site PUE uses only buildings where both IT and non-IT power are known, so one silent
+    building meter does not bend it; facility power sums the buildings that report it.
+    """
+    site = parent_frame(racks, "site", topology)
+    both_known = pl.col("facility_power_watts").is_not_null()
+    facility = buildings.select(
+        sum_or_null("facility_power_watts"),
+        pl.col("facility_energy_joules").sum(),
+        pl.col("non_it_energy_joules").sum(),
+        (
+            pl.col("facility_power_watts").filter(both_known).sum()
+            / pl.col("power_watts").filter(both_known).sum()
+        ).alias("pue_ratio"),
+        both_known.cast(pl.UInt32).sum().alias("buildings_facility_reporting"),
+        pl.len().cast(pl.UInt32).alias("buildings_expected"),
+    )
+    contract = topology.site.contract_watts
+    return pl.concat([site, facility], how="horizontal").with_columns(
+        contract_watts=pl.lit(contract),
+        contract_headroom_watts=pl.lit(contract) - pl.col("facility_power_watts"),
+        contract_utilization_ratio=pl.col("facility_power_watts") / contract,
+    )
+
+
+def anomalous_accelerators(
+    accelerators: pl.DataFrame, nodes: pl.DataFrame, topology: Topology, top_k: int
+) -> pl.DataFrame:
+    """A bounded list of accelerators worth a look, whatever tier is exposed.
+
+    ``hot``: the top K by temperature margin to the chip's limit (closest first).
+    ``power_outlier``: the top K by distance from their node's mean power, as a share of TDP
+    (in synchronous training a chip that differs from its 15 peers is stalled or failing).
+    """
+    columns = {
+        "accelerator_index": pl.UInt32,
+        "reason": pl.String,
+        "score": pl.Float64,
+        "power_watts": pl.Float64,
+        "temperature_celsius": pl.Float64,
+    }
+    if accelerators.height == 0 or top_k <= 0:
+        return pl.DataFrame(schema=columns)
+    table = topology.accelerators
+    index = pl.col("accelerator_index")
+    node_mean = (nodes["accelerator_power_watts"] / nodes["accelerators_reporting"]).cast(
+        pl.Float64
+    )
+    node_of = pl.lit(table["node_index"]).gather(index)
+
+    def attribute(column: str) -> pl.Expr:
+        uniform = topology.uniform_value("accelerator", column)
+        return pl.lit(uniform) if uniform is not None else pl.lit(table[column]).gather(index)
+
+    scored = accelerators.select(
+        "accelerator_index",
+        "power_watts",
+        "temperature_celsius",
+        (pl.col("temperature_celsius") - attribute("max_temperature_celsius")).alias("hot"),
+        (
+            (pl.col("power_watts") - pl.lit(node_mean).gather(node_of)).abs()
+            / attribute("tdp_watts")
+        ).alias("power_outlier"),
+    )
+    picks = [
+        scored.drop_nulls(reason)
+        .top_k(top_k, by=reason)
+        .select(
+            "accelerator_index",
+            pl.lit(reason).alias("reason"),
+            pl.col(reason).alias("score"),
+            "power_watts",
+            "temperature_celsius",
+        )
+        for reason in ("hot", "power_outlier")
+    ]
+    return pl.concat(picks).sort("reason", "score", descending=[False, True])

@@ -1,0 +1,132 @@
+"""Frame schemas: the one contract between sources, the core and the exporters.
+
+Entities are addressed by dense integer indexes into the topology (see collector.site.topology);
+a source that knows names resolves them once with Topology.resolve_*. Every measurement is a
+Float64, so a NaN, an infinity or a negative value can be seen and rejected by validation.
+
+Level frames (the roll-up output) share one column vocabulary, listed in LEVEL_COLUMNS, so
+that exposition, the API and the docs address them by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import polars as pl
+
+Schema = Mapping[str, pl.DataType | type[pl.DataType]]
+
+# --- samples, as a source hands them over -------------------------------------------------
+
+ACCELERATOR_SAMPLES: Schema = {
+    "accelerator_index": pl.UInt32,
+    "timestamp_seconds": pl.Float64,
+    "power_watts": pl.Float64,
+    "temperature_celsius": pl.Float64,
+    "utilization_ratio": pl.Float64,
+    "memory_used_bytes": pl.Float64,
+}
+
+FEED_SAMPLES: Schema = {
+    "feed_index": pl.UInt32,
+    "timestamp_seconds": pl.Float64,
+    "power_watts": pl.Float64,
+    "current_amps": pl.Float64,
+    "voltage_volts": pl.Float64,
+    # The PDU's own cumulative meter; it may reset, and gigawatt integrates its own counters.
+    "meter_energy_joules": pl.Float64,
+}
+
+BUILDING_SAMPLES: Schema = {
+    "building_index": pl.UInt32,
+    "timestamp_seconds": pl.Float64,
+    # Everything the building draws beyond its racks' PDUs: cooling, air handlers, pumps,
+    # lighting, UPS and transformer losses. Facility power = IT power + this.
+    "non_it_power_watts": pl.Float64,
+    "outdoor_temperature_celsius": pl.Float64,
+}
+
+SAMPLE_SCHEMAS: Mapping[str, Schema] = {
+    "accelerator": ACCELERATOR_SAMPLES,
+    "feed": FEED_SAMPLES,
+    "building": BUILDING_SAMPLES,
+}
+
+# The key column of each sample kind and the measurement columns validation checks.
+SAMPLE_KEYS: Mapping[str, str] = {
+    "accelerator": "accelerator_index",
+    "feed": "feed_index",
+    "building": "building_index",
+}
+
+
+def measurement_columns(kind: str) -> list[str]:
+    key = SAMPLE_KEYS[kind]
+    return [name for name in SAMPLE_SCHEMAS[kind] if name not in (key, "timestamp_seconds")]
+
+
+# --- rejection counts ------------------------------------------------------------------------
+
+REJECTIONS: Schema = {
+    "source": pl.String,
+    "kind": pl.String,
+    "reason": pl.String,
+    "samples": pl.UInt64,
+}
+
+REJECTION_REASONS = (
+    "not_finite",  # NaN or infinity
+    "negative",  # below zero where the quantity cannot be
+    "out_of_range",  # physically implausible for this entity (above its rating, say)
+    "unknown_entity",  # the index names nothing in the topology
+    "duplicate",  # a second sample for one entity in one cycle
+    "stale",  # older than the configured maximum sample age
+    "future",  # timestamped ahead of the clock beyond the allowed skew
+)
+
+# --- roll-up output --------------------------------------------------------------------------
+
+# Columns every level frame from rack up to site carries (plus its key and label columns).
+LEVEL_COLUMNS: Schema = {
+    "power_watts": pl.Float64,  # IT power: sum of reporting PDU feeds; null when none report
+    "capacity_watts": pl.Float64,
+    "headroom_watts": pl.Float64,
+    "utilization_ratio": pl.Float64,
+    "feeds_reporting": pl.UInt32,
+    "feeds_expected": pl.UInt32,
+    "reporting_ratio": pl.Float64,
+    "accelerator_power_watts": pl.Float64,
+    "accelerators_reporting": pl.UInt32,
+    "accelerators_expected": pl.UInt32,
+    "accelerators_reporting_ratio": pl.Float64,
+    "max_temperature_celsius": pl.Float64,
+    "energy_joules": pl.Float64,
+    "accelerator_energy_joules": pl.Float64,
+}
+
+LEVELS = ("site", "building", "hall", "row", "rack")
+
+# Label columns per level, outermost first: the physical identity of each series.
+LEVEL_LABELS: Mapping[str, tuple[str, ...]] = {
+    "site": (),
+    "building": ("building",),
+    "lineup": ("building", "lineup"),
+    "hall": ("building", "hall"),
+    "row": ("building", "hall", "row"),
+    "rack": ("building", "hall", "row", "rack"),
+    "feed": ("building", "hall", "row", "rack", "feed"),
+    "node": ("building", "hall", "row", "rack", "node"),
+    "accelerator": ("building", "hall", "row", "rack", "node", "accelerator"),
+}
+
+
+def conform(frame: pl.DataFrame, schema: Schema, what: str) -> pl.DataFrame:
+    """Select and cast a frame to a schema; name the frame and every missing column on failure."""
+    missing = [name for name in schema if name not in frame.columns]
+    if missing:
+        raise ValueError(f"{what}: missing column(s) {', '.join(missing)}")
+    return frame.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
+
+
+def empty(schema: Schema) -> pl.DataFrame:
+    return pl.DataFrame(schema=dict(schema))

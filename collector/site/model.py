@@ -1,0 +1,290 @@
+"""The site file: a compact, validated description of a campus and its power chain.
+
+A site file names templates (accelerator, node, rack and building types) and then says how
+many of each stand where, so the 2.15-million-accelerator campus fits on one screen. Loading
+validates everything at once and reports every problem with its location (a dotted path and,
+when the file was YAML, its line), then hands back a frozen object.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+PositiveInt = Annotated[int, Field(gt=0)]
+Ratio = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+
+PRESETS = ("campus", "demo")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AcceleratorType(_Frozen):
+    tdp_watts: PositiveFloat
+    idle_watts: PositiveFloat
+    memory_bytes: PositiveInt
+    max_temperature_celsius: PositiveFloat = 95.0
+
+
+class NodeType(_Frozen):
+    accelerator_type: str
+    accelerators: PositiveInt
+    # Host CPUs, DRAM, NICs and fans: what the node draws beyond its accelerators.
+    host_idle_watts: PositiveFloat
+    host_max_watts: PositiveFloat
+
+
+class PduSpec(_Frozen):
+    feed: str = Field(min_length=1)
+    voltage_volts: PositiveFloat
+    phases: Literal[1, 3]
+    breaker_amps: PositiveFloat
+    # NEC 210.20(A): a breaker carries at most 80 % of its rating continuously unless
+    # it is listed for 100 %.
+    continuous_load_ratio: Ratio = 0.8
+
+    @property
+    def capacity_watts(self) -> float:
+        """Usable continuous power: sqrt(3)·V·I·k for three-phase (line-to-line V), V·I·k else."""
+        phase_factor = math.sqrt(3) if self.phases == 3 else 1.0
+        return phase_factor * self.voltage_volts * self.breaker_amps * self.continuous_load_ratio
+
+
+class RackType(_Frozen):
+    node_type: str
+    nodes: PositiveInt
+    conversion_efficiency: Ratio = 0.97
+    pdus: tuple[PduSpec, ...] = Field(min_length=1)
+    # When absent: N-1 over the PDU feeds (any one feed may fail and the rest carry the rack).
+    capacity_watts: PositiveFloat | None = None
+
+    @property
+    def effective_capacity_watts(self) -> float:
+        if self.capacity_watts is not None:
+            return self.capacity_watts
+        feeds = [pdu.capacity_watts for pdu in self.pdus]
+        return feeds[0] if len(feeds) == 1 else sum(feeds) - max(feeds)
+
+
+class HallGroup(_Frozen):
+    count: PositiveInt = 1
+    rows: PositiveInt
+    racks_per_row: PositiveInt
+    rack_type: str
+    # When absent, a hall's and a row's capacity is the sum of its children's.
+    hall_capacity_watts: PositiveFloat | None = None
+    row_capacity_watts: PositiveFloat | None = None
+
+
+class Lineup(_Frozen):
+    name: str = Field(min_length=1)
+    capacity_watts: PositiveFloat
+
+
+class BuildingType(_Frozen):
+    halls: tuple[HallGroup, ...] = Field(min_length=1)
+    lineups: tuple[Lineup, ...] = Field(min_length=1)
+    # IT capacity of the building; when absent, the N-1 capacity of its lineups.
+    it_capacity_watts: PositiveFloat | None = None
+
+    @property
+    def effective_it_capacity_watts(self) -> float:
+        if self.it_capacity_watts is not None:
+            return self.it_capacity_watts
+        lineups = [lineup.capacity_watts for lineup in self.lineups]
+        return lineups[0] if len(lineups) == 1 else sum(lineups) - max(lineups)
+
+
+class BuildingGroup(_Frozen):
+    type: str
+    count: PositiveInt = 1
+    prefix: str = Field(default="B", min_length=1)
+    first: Annotated[int, Field(ge=0)] = 1
+
+
+class Site(_Frozen):
+    name: str = Field(min_length=1)
+    contract_watts: PositiveFloat
+    accelerator_types: dict[str, AcceleratorType] = Field(min_length=1)
+    node_types: dict[str, NodeType] = Field(min_length=1)
+    rack_types: dict[str, RackType] = Field(min_length=1)
+    building_types: dict[str, BuildingType] = Field(min_length=1)
+    buildings: tuple[BuildingGroup, ...] = Field(min_length=1)
+
+    def building_names(self) -> list[tuple[str, str]]:
+        """(building name, building type) in site order."""
+        return [
+            (f"{group.prefix}{group.first + offset:02d}", group.type)
+            for group in self.buildings
+            for offset in range(group.count)
+        ]
+
+
+@dataclass(frozen=True)
+class SiteProblem:
+    location: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line is not None else ""
+        return f"{where}{self.location}: {self.message}"
+
+
+class SiteError(Exception):
+    """Every problem found in a site file, each with its location."""
+
+    def __init__(self, source: str, problems: list[SiteProblem]) -> None:
+        self.source = source
+        self.problems = problems
+        listing = "\n".join(f"  {problem}" for problem in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s)\n{listing}")
+
+
+def _cross_reference_problems(site: Site) -> Iterable[tuple[tuple[str | int, ...], str]]:
+    """References between templates and facts that span them: what pydantic cannot see alone."""
+    for name, node in site.node_types.items():
+        if node.accelerator_type not in site.accelerator_types:
+            yield (
+                ("node_types", name, "accelerator_type"),
+                (f"unknown accelerator type {node.accelerator_type!r}"),
+            )
+        if node.host_max_watts < node.host_idle_watts:
+            yield ("node_types", name, "host_max_watts"), "is below host_idle_watts"
+    for name, accelerator in site.accelerator_types.items():
+        if accelerator.idle_watts >= accelerator.tdp_watts:
+            yield ("accelerator_types", name, "idle_watts"), "must be below tdp_watts"
+    for name, rack in site.rack_types.items():
+        if rack.node_type not in site.node_types:
+            yield ("rack_types", name, "node_type"), f"unknown node type {rack.node_type!r}"
+        feeds = [pdu.feed for pdu in rack.pdus]
+        for index, feed in enumerate(feeds):
+            if feeds.index(feed) != index:
+                yield ("rack_types", name, "pdus", index, "feed"), f"feed {feed!r} appears twice"
+    for name, building in site.building_types.items():
+        lineup_names = [lineup.name for lineup in building.lineups]
+        for index, lineup in enumerate(lineup_names):
+            if lineup_names.index(lineup) != index:
+                yield (
+                    ("building_types", name, "lineups", index, "name"),
+                    (f"lineup {lineup!r} appears twice"),
+                )
+        for index, hall in enumerate(building.halls):
+            hall_rack = site.rack_types.get(hall.rack_type)
+            if hall_rack is None:
+                yield (
+                    ("building_types", name, "halls", index, "rack_type"),
+                    (f"unknown rack type {hall.rack_type!r}"),
+                )
+                continue
+            for pdu in hall_rack.pdus:
+                if pdu.feed not in lineup_names:
+                    yield (
+                        ("building_types", name, "halls", index, "rack_type"),
+                        (
+                            f"rack type {hall.rack_type!r} has PDU feed {pdu.feed!r}, but this "
+                            f"building has no lineup {pdu.feed!r} "
+                            f"(lineups: {', '.join(lineup_names)})"
+                        ),
+                    )
+    for index, group in enumerate(site.buildings):
+        if group.type not in site.building_types:
+            yield ("buildings", index, "type"), f"unknown building type {group.type!r}"
+    seen: set[str] = set()
+    for building_name, _ in site.building_names():
+        if building_name in seen:
+            yield ("buildings",), f"building name {building_name!r} is produced twice"
+        seen.add(building_name)
+
+
+def _line_index(text: str) -> dict[tuple[str | int, ...], int]:
+    """Map each YAML path to the 1-based line where it starts, for error messages."""
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    lines: dict[tuple[str | int, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
+        lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = (*path, str(key.value))
+                lines[child] = key.start_mark.line + 1
+                walk(value, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, (*path, index))
+
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _nearest_line(
+    lines: dict[tuple[str | int, ...], int], path: tuple[str | int, ...]
+) -> int | None:
+    for depth in range(len(path), -1, -1):
+        line = lines.get(path[:depth])
+        if line is not None:
+            return line
+    return None
+
+
+def parse_site(text: str, source: str = "<site>") -> Site:
+    """Parse and validate a site file's text; raise SiteError listing every problem."""
+    try:
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise SiteError(source, [SiteProblem("(file)", f"not valid YAML: {error}", line)]) from None
+    if not isinstance(data, dict):
+        raise SiteError(source, [SiteProblem("(file)", "the top level must be a mapping", 1)])
+    lines = _line_index(text)
+    try:
+        site = Site.model_validate(data)
+    except ValidationError as error:
+        problems = []
+        for detail in error.errors():
+            path = tuple(detail["loc"])
+            location = ".".join(str(part) for part in path) or "(file)"
+            problems.append(SiteProblem(location, detail["msg"], _nearest_line(lines, path)))
+        raise SiteError(source, problems) from None
+    cross = [
+        SiteProblem(".".join(str(p) for p in path), message, _nearest_line(lines, path))
+        for path, message in _cross_reference_problems(site)
+    ]
+    if cross:
+        raise SiteError(source, cross)
+    return site
+
+
+def load_site(path: Path) -> Site:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SiteError(
+            str(path), [SiteProblem("(file)", f"cannot read: {error.strerror}")]
+        ) from None
+    return parse_site(text, str(path))
+
+
+def preset_text(name: str) -> str:
+    if name not in PRESETS:
+        raise SiteError(name, [SiteProblem("(preset)", f"unknown preset; known: {PRESETS}")])
+    return (resources.files("collector.site") / "presets" / f"{name}.yaml").read_text("utf-8")
+
+
+def load_preset(name: str) -> Site:
+    return parse_site(preset_text(name), f"preset {name}")

@@ -1,0 +1,41 @@
+"""The one interface every source implements, and the batch it hands to the core."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import polars as pl
+
+from collector import schemas
+
+
+@dataclass(frozen=True)
+class SampleBatch:
+    """What one source read in one cycle: a frame per sample kind (see collector.schemas).
+
+    A kind the source does not produce is an empty frame, not a frame of zeros.
+    """
+
+    accelerators: pl.DataFrame = field(
+        default_factory=lambda: schemas.empty(schemas.ACCELERATOR_SAMPLES)
+    )
+    feeds: pl.DataFrame = field(default_factory=lambda: schemas.empty(schemas.FEED_SAMPLES))
+    buildings: pl.DataFrame = field(default_factory=lambda: schemas.empty(schemas.BUILDING_SAMPLES))
+
+    def frame(self, kind: str) -> pl.DataFrame:
+        return {"accelerator": self.accelerators, "feed": self.feeds, "building": self.buildings}[
+            kind
+        ]
+
+
+class Source(Protocol):
+    """A plugin that reads samples. It raises on failure; the pipeline keeps its health.
+
+    ``read`` is given the cycle's clock reading so that a source never reads a clock of its own.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    def read(self, now: float) -> SampleBatch: ...

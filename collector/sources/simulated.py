@@ -1,0 +1,262 @@
+"""A faithful, vectorized simulator of the campus: accelerators, PDU feeds and buildings.
+
+Deterministic: the same seed and the same sequence of clock readings give the same samples,
+because each cycle draws from a generator seeded by (seed, timestamp in ms). Static traits
+(which UltraServers are allocated, each chip's thermal offset, each feed's share of its rack)
+come from the seed alone.
+
+The physics follows the shared site model: chips idle at 20-30 % of TDP and train near TDP;
+hosts add 3-5.5 kW per server; rack input is the DC load over the conversion efficiency,
+shared between the A and B feeds; the non-IT load of a building follows a PUE that moves
+between 1.08 (outside air) and 1.25 (evaporative assist on a hot afternoon).
+
+What the chips are doing is a Workload's business. SteadyTraining keeps a fixed share of
+UltraServers training; the job model (iteration square waves, checkpoints, failures) plugs
+in behind the same ``activity`` call.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from collector.site.topology import Topology
+from collector.sources.base import SampleBatch
+
+FloatArray = npt.NDArray[np.float64]
+Float32Array = npt.NDArray[np.float32]
+
+
+class SimulationConfig(BaseModel):
+    """Parameters of the simulated campus; every figure is an assumption to be tuned."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed: int = 0
+    ultraserver_accelerators: int = Field(default=64, gt=0)
+    allocation_ratio: float = Field(default=0.9, ge=0, le=1)
+    training_activity: float = Field(default=0.92, ge=0, le=1)  # share of idle->TDP span
+    activity_noise: float = Field(default=0.02, ge=0)
+    # Thermal: die temperature = inlet + resistance x power, plus a per-chip offset.
+    inlet_celsius: float = 27.0
+    thermal_resistance_celsius_per_watt: float = Field(default=0.09, gt=0)
+    hot_chip_ratio: float = Field(default=0.001, ge=0, le=1)  # chips with a bad heat path
+    hot_chip_extra_celsius: float = 12.0
+    memory_used_ratio_training: float = Field(default=0.82, ge=0, le=1)
+    # Electrical.
+    power_factor: float = Field(default=0.98, gt=0, le=1)
+    feed_share_spread: float = Field(default=0.03, ge=0)  # static A/B imbalance (relative)
+    # Weather and PUE (Indiana-like defaults).
+    outdoor_mean_celsius: float = 12.0
+    outdoor_seasonal_amplitude_celsius: float = 13.0
+    outdoor_daily_amplitude_celsius: float = 6.0
+    pue_outside_air: float = Field(default=1.08, ge=1)
+    pue_hot: float = Field(default=1.25, ge=1)
+    free_cooling_below_celsius: float = 10.0
+    full_assist_above_celsius: float = 32.0
+    # Sources that drop out, to exercise "missing, never 0".
+    accelerator_dropout_ratio: float = Field(default=0.0, ge=0, le=1)
+    feed_dropout_ratio: float = Field(default=0.0, ge=0, le=1)
+
+
+class Workload(Protocol):
+    def activity(self, now: float, rng: np.random.Generator) -> Float32Array:
+        """Per accelerator, 0 (idle) to 1 (TDP): where each chip sits between idle and TDP."""
+        ...
+
+    def allocated(self) -> npt.NDArray[np.bool_]:
+        """Per accelerator: whether a job holds it (drives memory use and utilization)."""
+        ...
+
+
+class SteadyTraining:
+    """A fixed share of UltraServers training at a steady level; the rest idle."""
+
+    def __init__(self, topology: Topology, config: SimulationConfig) -> None:
+        count = topology.accelerator_count
+        group = np.arange(count, dtype=np.int64) // config.ultraserver_accelerators
+        groups = int(group[-1]) + 1 if count else 0
+        chosen = np.random.default_rng([config.seed, 1]).random(groups) < config.allocation_ratio
+        self._allocated = chosen[group]
+        self._level = np.where(self._allocated, config.training_activity, 0.0).astype(np.float32)
+        self._noise = np.float32(config.activity_noise)
+
+    def allocated(self) -> npt.NDArray[np.bool_]:
+        return self._allocated
+
+    def activity(self, now: float, rng: np.random.Generator) -> Float32Array:
+        noise = rng.standard_normal(self._level.size, dtype=np.float32) * self._noise
+        activity: Float32Array = np.clip(self._level + noise, 0.0, 1.0)
+        return activity
+
+
+def outdoor_temperature_celsius(now: float, config: SimulationConfig) -> float:
+    """Seasonal and daily cycle: coldest mid-January at 03:00, warmest mid-July at 15:00."""
+    moment = datetime.fromtimestamp(now, tz=UTC)
+    day_of_year = moment.timetuple().tm_yday + moment.hour / 24.0
+    # Local solar time near 87°W is about UTC-6.
+    local_hour = (moment.hour + moment.minute / 60.0 - 6.0) % 24.0
+    seasonal = -math.cos(2 * math.pi * (day_of_year - 15.0) / 365.25)
+    daily = -math.cos(2 * math.pi * (local_hour - 3.0) / 24.0)
+    return (
+        config.outdoor_mean_celsius
+        + config.outdoor_seasonal_amplitude_celsius * seasonal
+        + config.outdoor_daily_amplitude_celsius * daily
+    )
+
+
+def pue_for(outdoor_celsius: FloatArray, config: SimulationConfig) -> FloatArray:
+    span = config.full_assist_above_celsius - config.free_cooling_below_celsius
+    assist = np.clip((outdoor_celsius - config.free_cooling_below_celsius) / span, 0.0, 1.0)
+    pue: FloatArray = config.pue_outside_air + (config.pue_hot - config.pue_outside_air) * assist
+    return pue
+
+
+class SimulatedSource:
+    """Source ``simulated``: the whole campus, every cycle, from numpy arrays."""
+
+    name = "simulated"
+
+    def __init__(
+        self,
+        topology: Topology,
+        config: SimulationConfig | None = None,
+        workload: Workload | None = None,
+    ) -> None:
+        self.topology = topology
+        self.config = config or SimulationConfig()
+        self.workload = workload or SteadyTraining(topology, self.config)
+        cfg = self.config
+        static = np.random.default_rng([cfg.seed, 2])
+        accelerators = topology.accelerators
+        self._accelerator_index = accelerators["accelerator_index"].to_numpy()
+        self._idle = accelerators["idle_watts"].to_numpy().astype(np.float32)
+        self._span = (
+            accelerators["tdp_watts"].to_numpy() - accelerators["idle_watts"].to_numpy()
+        ).astype(np.float32)
+        self._memory = accelerators["memory_bytes"].to_numpy()
+        offset = static.normal(0.0, 1.5, topology.accelerator_count)
+        offset[static.random(topology.accelerator_count) < cfg.hot_chip_ratio] += (
+            cfg.hot_chip_extra_celsius
+        )
+        self._temperature_base = (cfg.inlet_celsius + offset).astype(np.float32)
+        allocated = self.workload.allocated()
+        self._memory_used = np.where(
+            allocated,
+            self._memory * cfg.memory_used_ratio_training,
+            self._memory * 0.01,
+        ) * (1.0 + static.normal(0.0, 0.02, topology.accelerator_count)).clip(0.9, 1.1)
+        self._memory_used = np.minimum(self._memory_used, self._memory)
+
+        nodes = topology.nodes
+        self._node_first = nodes["first_accelerator_index"].to_numpy().astype(np.int64)
+        self._node_count = nodes["accelerator_count"].to_numpy().astype(np.float64)
+        self._node_rack = nodes["rack_index"].to_numpy()
+        self._host_idle = nodes["host_idle_watts"].to_numpy()
+        self._host_span = nodes["host_max_watts"].to_numpy() - self._host_idle
+
+        racks = topology.racks
+        self._rack_efficiency = racks["conversion_efficiency"].to_numpy()
+        self._rack_building = racks["building_index"].to_numpy()
+
+        feeds = topology.feeds
+        self._feed_rack = feeds["rack_index"].to_numpy()
+        weight = 1.0 + static.normal(0.0, cfg.feed_share_spread, feeds.height)
+        weight = np.clip(weight, 0.5, 1.5)
+        self._feed_share = (
+            weight
+            / np.bincount(self._feed_rack, weights=weight, minlength=racks.height)[self._feed_rack]
+        )
+        self._feed_voltage = feeds["voltage_volts"].to_numpy()
+        phase_factor = np.where(feeds["phases"].to_numpy() == 3, math.sqrt(3), 1.0)
+        self._volt_amp_factor = phase_factor * cfg.power_factor
+        self._feed_building = self._rack_building[self._feed_rack]
+        self._meter_joules = static.uniform(1e9, 1e12, feeds.height)
+        self._meter_time: float | None = None
+        self._building_count = topology.buildings.height
+        self._building_offset = static.normal(0.0, 0.3, self._building_count)
+
+    def read(self, now: float) -> SampleBatch:
+        cfg = self.config
+        rng = np.random.default_rng([cfg.seed, 3, round(now * 1000)])
+        activity = self.workload.activity(now, rng)
+        accelerator_power = self._idle + activity * self._span  # float32
+        temperature = (
+            self._temperature_base
+            + np.float32(cfg.thermal_resistance_celsius_per_watt) * accelerator_power
+            + rng.standard_normal(activity.size, dtype=np.float32) * np.float32(0.5)
+        )
+        allocated = self.workload.allocated()
+        utilization = np.where(
+            allocated, np.clip(activity * np.float32(1.02), 0.0, 1.0), np.float32(0.0)
+        )
+
+        # Rack input power from what its chips and hosts draw (the truth the PDUs measure).
+        power64 = accelerator_power.astype(np.float64)
+        node_accelerator_power = np.add.reduceat(power64, self._node_first)
+        node_activity = np.add.reduceat(activity.astype(np.float64), self._node_first)
+        node_activity /= self._node_count
+        node_power = node_accelerator_power + self._host_idle + self._host_span * node_activity
+        rack_dc = np.bincount(
+            self._node_rack, weights=node_power, minlength=self._rack_efficiency.size
+        )
+        rack_input = rack_dc / self._rack_efficiency
+        jitter = 1.0 + rng.normal(0.0, 0.002, self._feed_share.size)
+        feed_power = rack_input[self._feed_rack] * self._feed_share * jitter
+        building_sag = rng.normal(0.0, 0.004, self._building_count)
+        feed_voltage = self._feed_voltage * (
+            1.0 + building_sag[self._feed_building] + rng.normal(0.0, 0.001, feed_power.size)
+        )
+        feed_current = feed_power / (feed_voltage * self._volt_amp_factor)
+        if self._meter_time is not None and now > self._meter_time:
+            self._meter_joules = self._meter_joules + feed_power * (now - self._meter_time)
+        self._meter_time = now
+
+        building_it = np.bincount(
+            self._feed_building, weights=feed_power, minlength=self._building_count
+        )
+        outdoor = outdoor_temperature_celsius(now, cfg) + self._building_offset
+        pue = pue_for(outdoor, cfg) + rng.normal(0.0, 0.003, self._building_count)
+        non_it = building_it * np.maximum(pue - 1.0, 0.0)
+
+        accelerators = pl.DataFrame(
+            {
+                "accelerator_index": self._accelerator_index,
+                "timestamp_seconds": np.full(activity.size, now),
+                "power_watts": power64,
+                "temperature_celsius": temperature.astype(np.float64),
+                "utilization_ratio": utilization.astype(np.float64),
+                "memory_used_bytes": self._memory_used,
+            }
+        )
+        feeds = pl.DataFrame(
+            {
+                "feed_index": np.arange(feed_power.size, dtype=np.uint32),
+                "timestamp_seconds": np.full(feed_power.size, now),
+                "power_watts": feed_power,
+                "current_amps": feed_current,
+                "voltage_volts": feed_voltage,
+                "meter_energy_joules": self._meter_joules,
+            }
+        )
+        if cfg.accelerator_dropout_ratio > 0:
+            accelerators = accelerators.filter(
+                rng.random(accelerators.height) >= cfg.accelerator_dropout_ratio
+            )
+        if cfg.feed_dropout_ratio > 0:
+            feeds = feeds.filter(rng.random(feeds.height) >= cfg.feed_dropout_ratio)
+        buildings = pl.DataFrame(
+            {
+                "building_index": np.arange(self._building_count, dtype=np.uint32),
+                "timestamp_seconds": np.full(self._building_count, now),
+                "non_it_power_watts": non_it,
+                "outdoor_temperature_celsius": outdoor,
+            }
+        )
+        return SampleBatch(accelerators=accelerators, feeds=feeds, buildings=buildings)

@@ -1,0 +1,253 @@
+"""The HTTP service: /metrics, health, readiness and a small JSON API, built by a factory.
+
+``create_app(settings)`` builds everything in its lifespan (site, topology, sources, the cycle
+runner), so importing this module starts nothing; tests hand in a runner of their own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import polars as pl
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from collector.pipeline import Pipeline, PipelineConfig, Snapshot
+from collector.site.model import load_preset, load_site
+from collector.site.topology import Topology, build_topology
+from collector.sources.simulated import SimulatedSource, SimulationConfig
+from exporters import metric_table
+from exporters.exposition import CONTENT_TYPE, Renderer
+from exporters.service import CycleRunner, Published
+
+VERSION = "0.1.0"
+
+
+class ServiceSettings(BaseModel):
+    """What ``gigawatt serve`` is told; validated once."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preset: Literal["campus", "demo"] | None = "campus"
+    site_file: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=9640, ge=0, le=65535)
+    interval_seconds: float = Field(default=10.0, gt=0)
+    seed: int = 0
+    expose: str = metric_table.DEFAULT_TIER
+    # Data older than this many intervals is stale: /readyz says so.
+    stale_after_intervals: float = Field(default=3.0, gt=1)
+    top_k_anomalies: int = Field(default=20, ge=0, le=1000)
+
+
+def build_runner(settings: ServiceSettings, clock: Callable[[], float] = time.time) -> CycleRunner:
+    site = (
+        load_site(settings.site_file)
+        if settings.site_file
+        else load_preset(settings.preset or "campus")
+    )
+    topology = build_topology(site)
+    source = SimulatedSource(topology, SimulationConfig(seed=settings.seed))
+    pipeline = Pipeline(
+        topology,
+        [source],
+        clock=clock,
+        config=PipelineConfig(
+            top_k_anomalies=settings.top_k_anomalies,
+            max_energy_gap_seconds=max(60.0, 3 * settings.interval_seconds),
+        ),
+    )
+    renderer = Renderer(topology, settings.expose, version=VERSION)
+    return CycleRunner(pipeline, renderer, settings.interval_seconds)
+
+
+def _runner(request: Request) -> CycleRunner:
+    runner: CycleRunner = request.app.state.runner
+    return runner
+
+
+RunnerDep = Annotated[CycleRunner, Depends(_runner)]
+
+
+def _published(runner: CycleRunner) -> Published:
+    latest = runner.latest
+    if latest is None:
+        raise HTTPException(status_code=503, detail="no cycle has completed yet")
+    return latest
+
+
+def _json_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-safe dicts: non-finite floats become null (missing), never 0."""
+    cleaned = frame.with_columns(
+        pl.when(pl.col(name).is_finite()).then(pl.col(name)).alias(name)
+        for name, dtype in frame.schema.items()
+        if dtype.is_float()
+    )
+    return cleaned.to_dicts()
+
+
+def _first(frame: pl.DataFrame) -> dict[str, Any]:
+    return _json_rows(frame)[0]
+
+
+LEVEL_FRAMES = {"building": "buildings", "hall": "halls", "row": "rows", "rack": "racks"}
+PUBLIC_COLUMNS = (
+    "power_watts",
+    "capacity_watts",
+    "headroom_watts",
+    "utilization_ratio",
+    "reporting_ratio",
+    "accelerator_power_watts",
+    "accelerators_reporting_ratio",
+    "max_temperature_celsius",
+    "energy_joules",
+)
+BUILDING_COLUMNS = (
+    "facility_power_watts",
+    "non_it_power_watts",
+    "pue_ratio",
+    "outdoor_temperature_celsius",
+)
+
+
+def _level_view(snapshot: Snapshot, topology: Topology, level: str) -> pl.DataFrame:
+    frame: pl.DataFrame = getattr(snapshot, LEVEL_FRAMES[level])
+    columns = [*PUBLIC_COLUMNS, *(BUILDING_COLUMNS if level == "building" else ())]
+    return pl.concat([topology.names(level), frame.select(columns)], how="horizontal")
+
+
+def create_app(
+    settings: ServiceSettings,
+    runner: CycleRunner | None = None,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        active = runner or build_runner(settings, clock)
+        app.state.runner = active
+        if runner is None:
+            active.start()
+        try:
+            yield
+        finally:
+            if runner is None:
+                active.stop()
+
+    app = FastAPI(
+        title="gigawatt",
+        version=VERSION,
+        summary="Power and telemetry of a gigawatt-scale AI training campus.",
+        lifespan=lifespan,
+    )
+
+    def topology_of(active: CycleRunner) -> Topology:
+        return active.pipeline.topology
+
+    @app.get("/metrics", response_class=Response, summary="Prometheus exposition (text 0.0.4)")
+    def metrics(request: Request, active: RunnerDep) -> Response:
+        published = _published(active)
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            return Response(
+                published.gzipped(), media_type=CONTENT_TYPE, headers={"Content-Encoding": "gzip"}
+            )
+        return Response(published.rendered.body, media_type=CONTENT_TYPE)
+
+    @app.get("/healthz", summary="Liveness: the process and its cycle thread are running")
+    def healthz(active: RunnerDep) -> JSONResponse:
+        # A runner handed in by a test is driven by hand and has no thread to watch.
+        alive = active.alive or runner is not None
+        return JSONResponse(
+            {"status": "ok" if alive else "cycle thread stopped"}, status_code=200 if alive else 500
+        )
+
+    @app.get("/readyz", summary="Readiness: a full cycle has completed and its data is fresh")
+    def readyz(active: RunnerDep) -> JSONResponse:
+        latest = active.latest
+        if latest is None:
+            return JSONResponse({"ready": False, "reason": "no cycle has completed yet"}, 503)
+        age = clock() - latest.snapshot.timestamp
+        limit = settings.stale_after_intervals * settings.interval_seconds
+        if age > limit:
+            return JSONResponse(
+                {
+                    "ready": False,
+                    "reason": f"data is {age:.1f} s old (limit {limit:.1f} s)",
+                    "age_seconds": age,
+                },
+                503,
+            )
+        return JSONResponse({"ready": True, "age_seconds": age, "cycles": latest.snapshot.cycles})
+
+    @app.get("/api/v1/site", summary="Site summary: power, capacity, contract, PUE, sources")
+    def site(active: RunnerDep) -> dict[str, Any]:
+        snapshot = _published(active).snapshot
+        topology = topology_of(active)
+        return {
+            "name": topology.site.name,
+            "timestamp_seconds": snapshot.timestamp,
+            "counts": {
+                "buildings": topology.buildings.height,
+                "halls": topology.halls.height,
+                "rows": topology.rows.height,
+                "racks": topology.racks.height,
+                "feeds": topology.feeds.height,
+                "nodes": topology.nodes.height,
+                "accelerators": topology.accelerators.height,
+            },
+            "power": _first(snapshot.site),
+            "sources": _json_rows(snapshot.sources),
+            "cycle_seconds": snapshot.cycle_seconds,
+        }
+
+    @app.get("/api/v1/power", summary="Power per building, hall, row or rack")
+    def power(
+        active: RunnerDep,
+        level: Literal["building", "hall", "row", "rack"] = "building",
+        building: Annotated[str | None, Query(description="only under this building")] = None,
+        hall: Annotated[str | None, Query(description="only under this hall")] = None,
+        row: Annotated[str | None, Query(description="only under this row")] = None,
+    ) -> dict[str, Any]:
+        snapshot = _published(active).snapshot
+        topology = topology_of(active)
+        view = _level_view(snapshot, topology, level)
+        for parent, wanted in (("building", building), ("hall", hall), ("row", row)):
+            if wanted is None:
+                continue
+            if parent not in view.columns or parent == level:
+                raise HTTPException(400, f"{parent} does not contain {level}s")
+            known = getattr(topology, f"{parent}s").get_column(parent)
+            if not known.is_in([wanted]).any():
+                raise HTTPException(404, f"unknown {parent} {wanted!r}")
+            view = view.filter(pl.col(parent) == wanted)
+        return {"level": level, "timestamp_seconds": snapshot.timestamp, "items": _json_rows(view)}
+
+    @app.get("/api/v1/racks/{rack}", summary="One rack with its PDU feeds and nodes")
+    def rack_detail(rack: str, active: RunnerDep) -> dict[str, Any]:
+        snapshot = _published(active).snapshot
+        topology = topology_of(active)
+        found = topology.racks.filter(pl.col("rack") == rack)
+        if found.height == 0:
+            raise HTTPException(404, f"unknown rack {rack!r}")
+        index = int(found["rack_index"][0])
+        view = _level_view(snapshot, topology, "rack").slice(index, 1)
+        feeds = pl.concat(
+            [topology.names("feed"), snapshot.feeds.drop("lineup_index")], how="horizontal"
+        ).filter(pl.col("rack_index") == index)
+        nodes = pl.concat(
+            [topology.names("node").select("node"), snapshot.nodes], how="horizontal"
+        ).filter(pl.col("rack_index") == index)
+        return {
+            **_first(view),
+            "rack_type": found["rack_type"][0],
+            "conversion_efficiency": float(found["conversion_efficiency"][0]),
+            "timestamp_seconds": snapshot.timestamp,
+            "feeds": _json_rows(feeds.drop("rack_index", "feed_index")),
+            "nodes": _json_rows(nodes.drop("rack_index", "node_index")),
+        }
+
+    return app

@@ -1,0 +1,586 @@
+"""The metric table: every series gigawatt exposes, its unit, meaning, labels and tier.
+
+Exposition, the docs (docs/metrics.md), and later the rules and dashboards all read this table;
+a rename is one edit here. Each row says which snapshot frame and column it is read from.
+
+Tiers bound cardinality: a metric is exposed when its tier is at or below the chosen one.
+``site`` metrics (site totals, self-monitoring and the bounded anomaly list) are always on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from collector.schemas import LEVEL_LABELS
+
+NAMESPACE = "gigawatt"
+TIERS = ("site", "building", "hall", "row", "rack", "node", "accelerator")
+DEFAULT_TIER = "rack"
+
+# Labels of the frames that are not physical levels.
+EXTRA_LABELS: dict[str, tuple[str, ...]] = {
+    "anomaly": (*LEVEL_LABELS["accelerator"], "reason"),
+    "source": ("source",),
+    "accepted": ("source", "kind"),
+    "rejected": ("source", "kind", "reason"),
+    "process": (),
+    "build": ("version",),
+}
+
+UNIT_SUFFIXES = {
+    "watts": "_watts",
+    "joules": "_joules_total",
+    "celsius": "_celsius",
+    "ratio": "_ratio",
+    "seconds": "_seconds",
+    "amperes": "_amperes",
+    "volts": "_volts",
+    "bytes": "_bytes",
+    "": "",
+}
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    type: Literal["gauge", "counter"]
+    unit: str
+    help: str
+    frame: str  # the snapshot frame (a level, or anomaly/source/accepted/rejected/process/build)
+    column: str
+    tier: str = "site"
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return LEVEL_LABELS.get(self.frame) or EXTRA_LABELS.get(self.frame, ())
+
+
+def _level_metrics(level: str, scope: str, tier: str, it: str = "") -> list[Metric]:
+    """The series every level from site to rack shares. ``it`` ("it_" for site and building)
+    marks the IT-power series apart from the facility ones those two levels also carry."""
+    prefix = f"gigawatt_{scope}"
+    return [
+        Metric(
+            f"{prefix}_{it}power_watts",
+            "gauge",
+            "watts",
+            f"IT power of the {scope}, measured at its rack PDUs: the sum of the feeds that "
+            "reported (see the reporting ratio).",
+            level,
+            "power_watts",
+            tier,
+        ),
+        Metric(
+            f"{prefix}_{it}capacity_watts",
+            "gauge",
+            "watts",
+            f"IT power the {scope} may carry continuously (its power-chain rating).",
+            level,
+            "capacity_watts",
+            tier,
+        ),
+        Metric(
+            f"{prefix}_{it}headroom_watts",
+            "gauge",
+            "watts",
+            f"Capacity minus IT power of the {scope}; negative when over capacity.",
+            level,
+            "headroom_watts",
+            tier,
+        ),
+        Metric(
+            f"{prefix}_{it}utilization_ratio",
+            "gauge",
+            "ratio",
+            f"IT power of the {scope} over its capacity.",
+            level,
+            "utilization_ratio",
+            tier,
+        ),
+        Metric(
+            f"{prefix}_accelerator_power_watts",
+            "gauge",
+            "watts",
+            f"Power the accelerators of the {scope} report themselves.",
+            level,
+            "accelerator_power_watts",
+            tier,
+        ),
+        Metric(
+            f"{prefix}_reporting_ratio",
+            "gauge",
+            "ratio",
+            f"Share of the {scope}'s PDU feeds that reported this cycle (1 = complete).",
+            level,
+            "reporting_ratio",
+            tier,
+        ),
+        Metric(
+            f"{prefix}_accelerators_reporting_ratio",
+            "gauge",
+            "ratio",
+            f"Share of the {scope}'s accelerators that reported this cycle.",
+            level,
+            "accelerators_reporting_ratio",
+            tier,
+        ),
+        Metric(
+            f"{prefix}_accelerator_max_temperature_celsius",
+            "gauge",
+            "celsius",
+            f"Hottest accelerator of the {scope}.",
+            level,
+            "max_temperature_celsius",
+            tier,
+        ),
+        Metric(
+            f"{prefix}_{it}energy_joules_total",
+            "counter",
+            "joules",
+            f"IT energy of the {scope}, integrated from its PDU feeds' power.",
+            level,
+            "energy_joules",
+            tier,
+        ),
+    ]
+
+
+METRICS: tuple[Metric, ...] = (
+    # --- site: always exposed -----------------------------------------------------------------
+    Metric(
+        "gigawatt_site_facility_power_watts",
+        "gauge",
+        "watts",
+        "Facility power of the site at the point of interconnection: IT plus non-IT load of "
+        "the buildings that report it.",
+        "site",
+        "facility_power_watts",
+    ),
+    Metric(
+        "gigawatt_site_contract_watts",
+        "gauge",
+        "watts",
+        "Contracted power at the point of interconnection.",
+        "site",
+        "contract_watts",
+    ),
+    Metric(
+        "gigawatt_site_contract_headroom_watts",
+        "gauge",
+        "watts",
+        "Contract minus facility power; negative when the site draws beyond its contract.",
+        "site",
+        "contract_headroom_watts",
+    ),
+    Metric(
+        "gigawatt_site_contract_utilization_ratio",
+        "gauge",
+        "ratio",
+        "Facility power over the contract.",
+        "site",
+        "contract_utilization_ratio",
+    ),
+    Metric(
+        "gigawatt_site_pue_ratio",
+        "gauge",
+        "ratio",
+        "Power usage effectiveness of the site: facility over IT power, over the buildings "
+        "where both are known.",
+        "site",
+        "pue_ratio",
+    ),
+    Metric(
+        "gigawatt_site_facility_energy_joules_total",
+        "counter",
+        "joules",
+        "Facility energy of the site: IT energy plus the buildings' non-IT energy.",
+        "site",
+        "facility_energy_joules",
+    ),
+    *_level_metrics("site", "site", "site", it="it_"),
+    # --- buildings and lineups ---------------------------------------------------------------
+    Metric(
+        "gigawatt_building_facility_power_watts",
+        "gauge",
+        "watts",
+        "Facility power of the building: IT power plus its non-IT load.",
+        "building",
+        "facility_power_watts",
+        "building",
+    ),
+    Metric(
+        "gigawatt_building_non_it_power_watts",
+        "gauge",
+        "watts",
+        "Non-IT load of the building: cooling, air handlers, pumps, lighting, UPS and "
+        "transformer losses.",
+        "building",
+        "non_it_power_watts",
+        "building",
+    ),
+    Metric(
+        "gigawatt_building_pue_ratio",
+        "gauge",
+        "ratio",
+        "Power usage effectiveness of the building: facility over IT power.",
+        "building",
+        "pue_ratio",
+        "building",
+    ),
+    Metric(
+        "gigawatt_building_outdoor_temperature_celsius",
+        "gauge",
+        "celsius",
+        "Outdoor air temperature at the building.",
+        "building",
+        "outdoor_temperature_celsius",
+        "building",
+    ),
+    Metric(
+        "gigawatt_building_facility_energy_joules_total",
+        "counter",
+        "joules",
+        "Facility energy of the building: IT plus non-IT energy.",
+        "building",
+        "facility_energy_joules",
+        "building",
+    ),
+    *_level_metrics("building", "building", "building", it="it_"),
+    Metric(
+        "gigawatt_lineup_power_watts",
+        "gauge",
+        "watts",
+        "Power carried by one lineup (the A or B path) of a building: the sum of its "
+        "reporting feeds.",
+        "lineup",
+        "power_watts",
+        "building",
+    ),
+    Metric(
+        "gigawatt_lineup_capacity_watts",
+        "gauge",
+        "watts",
+        "Rating of the lineup.",
+        "lineup",
+        "capacity_watts",
+        "building",
+    ),
+    Metric(
+        "gigawatt_lineup_headroom_watts",
+        "gauge",
+        "watts",
+        "Lineup capacity minus the power it carries.",
+        "lineup",
+        "headroom_watts",
+        "building",
+    ),
+    Metric(
+        "gigawatt_lineup_utilization_ratio",
+        "gauge",
+        "ratio",
+        "Lineup power over its rating.",
+        "lineup",
+        "utilization_ratio",
+        "building",
+    ),
+    Metric(
+        "gigawatt_lineup_reporting_ratio",
+        "gauge",
+        "ratio",
+        "Share of the lineup's feeds that reported this cycle.",
+        "lineup",
+        "reporting_ratio",
+        "building",
+    ),
+    # --- halls, rows, racks -----------------------------------------------------------------------
+    *_level_metrics("hall", "hall", "hall"),
+    *_level_metrics("row", "row", "row"),
+    *_level_metrics("rack", "rack", "rack"),
+    Metric(
+        "gigawatt_feed_power_watts",
+        "gauge",
+        "watts",
+        "Active power of one rack PDU feed.",
+        "feed",
+        "power_watts",
+        "rack",
+    ),
+    Metric(
+        "gigawatt_feed_current_amperes",
+        "gauge",
+        "amperes",
+        "Current of one rack PDU feed (per phase).",
+        "feed",
+        "current_amps",
+        "rack",
+    ),
+    Metric(
+        "gigawatt_feed_voltage_volts",
+        "gauge",
+        "volts",
+        "Voltage of one rack PDU feed (line to line for three-phase).",
+        "feed",
+        "voltage_volts",
+        "rack",
+    ),
+    Metric(
+        "gigawatt_feed_capacity_watts",
+        "gauge",
+        "watts",
+        "Continuous rating of the feed: sqrt(3)·V·I·0.8 for three-phase.",
+        "feed",
+        "capacity_watts",
+        "rack",
+    ),
+    Metric(
+        "gigawatt_feed_utilization_ratio",
+        "gauge",
+        "ratio",
+        "Feed power over its continuous rating (NEC: keep below 0.8 of the breaker, which "
+        "the rating already applies).",
+        "feed",
+        "utilization_ratio",
+        "rack",
+    ),
+    Metric(
+        "gigawatt_feed_energy_joules_total",
+        "counter",
+        "joules",
+        "Energy of the feed, integrated by gigawatt from its power.",
+        "feed",
+        "energy_joules",
+        "rack",
+    ),
+    Metric(
+        "gigawatt_feed_meter_energy_joules_total",
+        "counter",
+        "joules",
+        "The PDU's own energy meter for the feed, as read (it may reset).",
+        "feed",
+        "meter_energy_joules",
+        "rack",
+    ),
+    # --- nodes and accelerators: only when asked ----------------------------------------------
+    Metric(
+        "gigawatt_node_accelerator_power_watts",
+        "gauge",
+        "watts",
+        "Power the node's accelerators report, summed.",
+        "node",
+        "accelerator_power_watts",
+        "node",
+    ),
+    Metric(
+        "gigawatt_node_accelerator_capacity_watts",
+        "gauge",
+        "watts",
+        "Sum of the TDP of the node's accelerators.",
+        "node",
+        "capacity_watts",
+        "node",
+    ),
+    Metric(
+        "gigawatt_node_accelerators_reporting_ratio",
+        "gauge",
+        "ratio",
+        "Share of the node's accelerators that reported this cycle.",
+        "node",
+        "accelerators_reporting_ratio",
+        "node",
+    ),
+    Metric(
+        "gigawatt_node_accelerator_max_temperature_celsius",
+        "gauge",
+        "celsius",
+        "Hottest accelerator of the node.",
+        "node",
+        "max_temperature_celsius",
+        "node",
+    ),
+    Metric(
+        "gigawatt_node_accelerator_utilization_ratio",
+        "gauge",
+        "ratio",
+        "Mean busy share of the node's accelerators.",
+        "node",
+        "accelerator_utilization_ratio",
+        "node",
+    ),
+    Metric(
+        "gigawatt_node_accelerator_memory_used_bytes",
+        "gauge",
+        "bytes",
+        "Accelerator memory in use on the node.",
+        "node",
+        "memory_used_bytes",
+        "node",
+    ),
+    Metric(
+        "gigawatt_node_accelerator_energy_joules_total",
+        "counter",
+        "joules",
+        "Energy of the node's accelerators, integrated from their power.",
+        "node",
+        "accelerator_energy_joules",
+        "node",
+    ),
+    Metric(
+        "gigawatt_accelerator_power_watts",
+        "gauge",
+        "watts",
+        "Power of one accelerator.",
+        "accelerator",
+        "power_watts",
+        "accelerator",
+    ),
+    Metric(
+        "gigawatt_accelerator_temperature_celsius",
+        "gauge",
+        "celsius",
+        "Temperature of one accelerator.",
+        "accelerator",
+        "temperature_celsius",
+        "accelerator",
+    ),
+    Metric(
+        "gigawatt_accelerator_utilization_ratio",
+        "gauge",
+        "ratio",
+        "Busy share of one accelerator.",
+        "accelerator",
+        "utilization_ratio",
+        "accelerator",
+    ),
+    Metric(
+        "gigawatt_accelerator_memory_used_bytes",
+        "gauge",
+        "bytes",
+        "Memory in use on one accelerator.",
+        "accelerator",
+        "memory_used_bytes",
+        "accelerator",
+    ),
+    Metric(
+        "gigawatt_accelerator_energy_joules_total",
+        "counter",
+        "joules",
+        "Energy of one accelerator, integrated from its power.",
+        "accelerator",
+        "energy_joules",
+        "accelerator",
+    ),
+    # --- the bounded anomaly list: always on ----------------------------------------------------
+    Metric(
+        "gigawatt_anomalous_accelerator_power_watts",
+        "gauge",
+        "watts",
+        "Power of the accelerators in the bounded anomaly list (reason: hot = closest to "
+        "its temperature limit, power_outlier = furthest from its node's mean).",
+        "anomaly",
+        "power_watts",
+    ),
+    Metric(
+        "gigawatt_anomalous_accelerator_temperature_celsius",
+        "gauge",
+        "celsius",
+        "Temperature of the accelerators in the bounded anomaly list.",
+        "anomaly",
+        "temperature_celsius",
+    ),
+    # --- self-monitoring: always on ----------------------------------------------------------
+    Metric(
+        "gigawatt_source_up",
+        "gauge",
+        "",
+        "1 when the source's last read succeeded, else 0.",
+        "source",
+        "up",
+    ),
+    Metric(
+        "gigawatt_source_read_duration_seconds",
+        "gauge",
+        "seconds",
+        "Time the source's last read took.",
+        "source",
+        "read_seconds",
+    ),
+    Metric(
+        "gigawatt_source_last_success_timestamp_seconds",
+        "gauge",
+        "seconds",
+        "Unix time of the source's last successful read.",
+        "source",
+        "last_success_timestamp_seconds",
+    ),
+    Metric(
+        "gigawatt_samples_accepted_total",
+        "counter",
+        "",
+        "Sample values accepted, by source and kind (accelerator, feed, building).",
+        "accepted",
+        "samples",
+    ),
+    Metric(
+        "gigawatt_samples_rejected_total",
+        "counter",
+        "",
+        "Sample values rejected, by source, kind and reason (not_finite, negative, "
+        "out_of_range, unknown_entity, duplicate, stale, future, malformed).",
+        "rejected",
+        "samples",
+    ),
+    Metric(
+        "gigawatt_cycle_duration_seconds",
+        "gauge",
+        "seconds",
+        "Time the last cycle took to read, validate, roll up and integrate.",
+        "process",
+        "cycle_seconds",
+    ),
+    Metric(
+        "gigawatt_exposition_render_duration_seconds",
+        "gauge",
+        "seconds",
+        "Time the last cycle's exposition took to render.",
+        "process",
+        "render_seconds",
+    ),
+    Metric(
+        "gigawatt_last_cycle_timestamp_seconds",
+        "gauge",
+        "seconds",
+        "Unix time of the last completed cycle; compare with time() to see staleness.",
+        "process",
+        "timestamp_seconds",
+    ),
+    Metric(
+        "gigawatt_cycles_total", "counter", "", "Cycles completed since start.", "process", "cycles"
+    ),
+    Metric(
+        "gigawatt_exposed_series",
+        "gauge",
+        "",
+        "Series in the last rendered exposition, this one excluded.",
+        "process",
+        "series",
+    ),
+    Metric(
+        "gigawatt_build_info",
+        "gauge",
+        "",
+        "Always 1; the version label says which gigawatt is running.",
+        "build",
+        "value",
+    ),
+)
+
+BY_NAME = {metric.name: metric for metric in METRICS}
+
+
+def enabled(tier: str) -> tuple[Metric, ...]:
+    """The metrics exposed at a tier."""
+    if tier not in TIERS:
+        raise ValueError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
+    level = TIERS.index(tier)
+    return tuple(metric for metric in METRICS if TIERS.index(metric.tier) <= level)
