@@ -65,6 +65,31 @@ def measurement_columns(kind: str) -> list[str]:
     return [name for name in SAMPLE_SCHEMAS[kind] if name not in (key, "timestamp_seconds")]
 
 
+# --- normalized readings: what every real source (issue: real collectors) reads ---------------
+
+# One row per value a device reported, in base units, before it is attached to the topology.
+# `gigawatt probe` prints exactly these; an inventory maps (host, device) to a topology entity.
+READINGS: Schema = {
+    "source": pl.String,  # plugin kind: prometheus, redfish, neuron, nvml, sysfs, simulated
+    "target": pl.String,  # what was read: a URL, a file or a directory
+    "host": pl.String,  # host name, BMC address or PDU name when the payload says; else null
+    "device": pl.String,  # stable identity inside the target: GPU UUID, Redfish path, zone...
+    "device_kind": pl.String,  # accelerator, cpu_package, dram, node, psu, chassis, pdu, ...
+    "metric": pl.String,  # canonical name: power_watts, energy_joules, temperature_celsius...
+    "value": pl.Float64,
+    "unit": pl.String,  # base unit of the value: watts, joules, celsius, ratio, bytes...
+    "estimated": pl.Boolean,  # derived rather than measured (e.g. Neuron % of max power)
+    "timestamp_seconds": pl.Float64,  # when the device says it measured; null when it does not
+}
+
+PROBLEMS: Schema = {
+    "source": pl.String,
+    "target": pl.String,
+    "location": pl.String,  # where in the payload: a line number, a JSON path, a file
+    "reason": pl.String,  # short machine-readable reason, used as a counter label
+    "message": pl.String,  # what a person needs to fix it
+}
+
 # --- rejection counts ------------------------------------------------------------------------
 
 REJECTIONS: Schema = {

@@ -1,0 +1,38 @@
+"""Shared test fixtures: the project root, third-party fixtures, system binaries."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
+IN_CI = os.environ.get("CI") == "true"
+
+
+def _missing(what: str) -> None:
+    """Skip on a user's machine; under CI=true a missing dependency is a failure."""
+    if IN_CI:
+        pytest.fail(f"{what} (required under CI=true)")
+    pytest.skip(what)
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures() -> Path:
+    """../shared/fixtures: third-party payloads, read in place, never copied."""
+    if not SHARED_FIXTURES.is_dir():
+        _missing(f"third-party fixture folder {SHARED_FIXTURES} is absent")
+    return SHARED_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """Path to promtool (Debian package `prometheus`)."""
+    path = shutil.which("promtool")
+    if path is None:
+        _missing("promtool not found on PATH (Debian: apt-get install prometheus)")
+        raise AssertionError("unreachable")
+    return path
