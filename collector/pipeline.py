@@ -144,6 +144,10 @@ class Pipeline:
             counters["building"],
         )
         site = rollup.site_frame(racks, buildings, topology)
+        lineups = rollup.lineup_frame(feeds, topology)
+        anomalies = rollup.anomalous_accelerators(
+            merged["accelerator"], nodes, topology, self.config.top_k_anomalies
+        )
         self._cycles += 1
         return Snapshot(
             timestamp=now,
@@ -151,7 +155,7 @@ class Pipeline:
             cycles=self._cycles,
             site=site,
             buildings=buildings,
-            lineups=rollup.lineup_frame(feeds, topology),
+            lineups=lineups,
             halls=halls,
             rows=rows,
             racks=racks,
@@ -159,9 +163,7 @@ class Pipeline:
             nodes=nodes,
             accelerators=merged["accelerator"],
             accelerator_energy_joules=counters["accelerator"],
-            anomalies=rollup.anomalous_accelerators(
-                merged["accelerator"], nodes, topology, self.config.top_k_anomalies
-            ),
+            anomalies=anomalies,
             sources=self._source_frame(),
             accepted=pl.DataFrame(
                 [(s, k, n) for (s, k), n in self._accepted.items()],
