@@ -51,6 +51,8 @@ class Snapshot:
     accelerators: pl.DataFrame  # accepted accelerator samples (reporting ones only)
     accelerator_energy_joules: np.ndarray
     anomalies: pl.DataFrame
+    jobs: pl.DataFrame  # job, state, accelerators, power_watts, racks, energy_joules
+    meters: pl.DataFrame  # fast meter samples of this cycle: meter, timestamp, power_watts
     sources: pl.DataFrame  # source, up, read_seconds, last_success_timestamp_seconds
     accepted: pl.DataFrame  # cumulative: source, kind, samples
     rejected: pl.DataFrame  # cumulative: source, kind, reason, samples
@@ -80,6 +82,10 @@ class Pipeline:
         self._health: dict[str, tuple[bool, float, float | None]] = {}
         self._errors_logged: set[tuple[str, str]] = set()
         self._cycles = 0
+        self._rack_energy = np.zeros(topology.racks.height)
+        self._job_energy = pl.DataFrame(schema={"job": pl.String, "energy_joules": pl.Float64})
+        self._job_energy_total = 0.0
+        self._unallocated_energy_total = 0.0
 
     def _read(self, source: Source, now: float) -> SampleBatch | None:
         started = time.perf_counter()
@@ -104,10 +110,15 @@ class Pipeline:
         now = self.clock()
         topology = self.topology
         accepted: dict[str, list[pl.DataFrame]] = {kind: [] for kind in KINDS}
+        extras: dict[str, list[pl.DataFrame]] = {"jobs": [], "allocations": [], "meters": []}
         for source in self.sources:
             batch = self._read(source, now)
             if batch is None:
                 continue
+            for name, frames in extras.items():
+                frame = getattr(batch, name)
+                if frame.height:
+                    frames.append(frame)
             for kind in KINDS:
                 frame = batch.frame(kind)
                 try:
@@ -144,6 +155,13 @@ class Pipeline:
             counters["building"],
         )
         site = rollup.site_frame(racks, buildings, topology)
+        jobs_seen = self._frame_or_empty(extras["jobs"], schemas.JOB_SAMPLES)
+        allocations = self._frame_or_empty(extras["allocations"], schemas.ALLOCATION_SAMPLES)
+        jobs = self._jobs(jobs_seen, allocations, racks)
+        site = site.with_columns(
+            job_energy_joules=pl.lit(self._job_energy_total),
+            unallocated_energy_joules=pl.lit(self._unallocated_energy_total),
+        )
         lineups = rollup.lineup_frame(feeds, topology)
         anomalies = rollup.anomalous_accelerators(
             merged["accelerator"], nodes, topology, self.config.top_k_anomalies
@@ -164,6 +182,8 @@ class Pipeline:
             accelerators=merged["accelerator"],
             accelerator_energy_joules=counters["accelerator"],
             anomalies=anomalies,
+            jobs=jobs,
+            meters=self._frame_or_empty(extras["meters"], schemas.METER_SAMPLES),
             sources=self._source_frame(),
             accepted=pl.DataFrame(
                 [(s, k, n) for (s, k), n in self._accepted.items()],
@@ -176,6 +196,37 @@ class Pipeline:
                 orient="row",
             ),
         )
+
+    @staticmethod
+    def _frame_or_empty(frames: list[pl.DataFrame], schema: schemas.Schema) -> pl.DataFrame:
+        if not frames:
+            return schemas.empty(schema)
+        return schemas.conform(pl.concat(frames), schema, "source frame")
+
+    def _jobs(
+        self, jobs: pl.DataFrame, allocations: pl.DataFrame, racks: pl.DataFrame
+    ) -> pl.DataFrame:
+        """Job power this cycle, and job energy from the racks' energy since the last cycle."""
+        rack_energy = racks.get_column("energy_joules").to_numpy()
+        delta = rack_energy - self._rack_energy
+        self._rack_energy = rack_energy
+        per_job, unallocated = rollup.attribute_energy(delta, allocations, delta.size)
+        self._job_energy_total += float(per_job["joules"].sum())
+        self._unallocated_energy_total += unallocated
+        # Counters for the jobs still reported; a finished job's series simply ends.
+        energy = (
+            jobs.select("job")
+            .join(self._job_energy, on="job", how="left")
+            .join(per_job, on="job", how="left")
+            .select(
+                "job",
+                (pl.col("energy_joules").fill_null(0.0) + pl.col("joules").fill_null(0.0)).alias(
+                    "energy_joules"
+                ),
+            )
+        )
+        self._job_energy = energy
+        return rollup.job_frame(jobs, allocations, racks).join(energy, on="job", how="left")
 
     def _count_rejection(self, source: str, kind: str, reason: str, count: int) -> None:
         key = (source, kind, reason)

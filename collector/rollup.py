@@ -300,3 +300,43 @@ def anomalous_accelerators(
         for reason in ("hot", "power_outlier")
     ]
     return pl.concat(picks).sort("reason", "score", descending=[False, True])
+
+
+def job_frame(jobs: pl.DataFrame, allocations: pl.DataFrame, racks: pl.DataFrame) -> pl.DataFrame:
+    """Per training job: state, accelerators, and IT power of the racks it holds.
+
+    Jobs own whole racks (an UltraServer is two), so a job's power is its racks' PDU power,
+    hosts and conversion losses included. Null when none of its racks' feeds reported.
+    """
+    held = allocations.drop_nulls("job").join(
+        racks.select("rack_index", "power_watts", "feeds_reporting", "feeds_expected"),
+        on="rack_index",
+        how="left",
+    )
+    per_job = held.group_by("job").agg(
+        sum_or_null("power_watts"),
+        pl.len().cast(pl.UInt32).alias("racks"),
+        (pl.col("feeds_reporting").sum() / pl.col("feeds_expected").sum()).alias("reporting_ratio"),
+    )
+    return jobs.select("job", "state", "accelerators").join(
+        per_job, on="job", how="left", maintain_order="left"
+    )
+
+
+def attribute_energy(
+    rack_energy_delta: FloatArray, allocations: pl.DataFrame, racks: int
+) -> tuple[pl.DataFrame, float]:
+    """Split one interval's rack IT energy between the jobs holding the racks and the rest.
+
+    Returns (job, joules) for this interval and the unallocated joules; together they are
+    exactly the interval's IT energy.
+    """
+    job_of_rack = (
+        pl.DataFrame({"rack_index": np.arange(racks, dtype=np.uint32)})
+        .join(allocations, on="rack_index", how="left", maintain_order="left")
+        .get_column("job")
+    )
+    frame = pl.DataFrame({"job": job_of_rack, "joules": rack_energy_delta})
+    per_job = frame.drop_nulls("job").group_by("job").agg(pl.col("joules").sum())
+    unallocated = float(frame.filter(pl.col("job").is_null())["joules"].sum())
+    return per_job, unallocated

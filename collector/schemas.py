@@ -46,6 +46,29 @@ BUILDING_SAMPLES: Schema = {
     "outdoor_temperature_celsius": pl.Float64,
 }
 
+# Training jobs as the scheduler sees them (the simulator's job model, later Slurm/K8s).
+JOB_SAMPLES: Schema = {
+    "job": pl.String,
+    "state": pl.String,  # queued, loading, training, checkpoint, failed, recovering
+    "accelerators": pl.UInt32,
+    "timestamp_seconds": pl.Float64,
+}
+
+# Which job holds each rack (null: none). Trainium UltraServers are two whole racks, so jobs
+# own racks, and a job's IT power is its racks' PDU power: hosts and losses included.
+ALLOCATION_SAMPLES: Schema = {
+    "rack_index": pl.UInt32,
+    "job": pl.String,
+}
+
+# Fast meters (>= 20 Hz) at the point of interconnection, per building and per lineup.
+# Meter ids: "poi", a building ("B07") or a building lineup ("B07-A").
+METER_SAMPLES: Schema = {
+    "meter": pl.String,
+    "timestamp_seconds": pl.Float64,
+    "power_watts": pl.Float64,
+}
+
 SAMPLE_SCHEMAS: Mapping[str, Schema] = {
     "accelerator": ACCELERATOR_SAMPLES,
     "feed": FEED_SAMPLES,

@@ -145,6 +145,10 @@ class Renderer:
                 },
             ),
             "build": pl.DataFrame({"version": [self.version], "value": [1.0]}),
+            "job": snapshot.jobs.with_columns(training_job=pl.col("job")),
+            "job_state": snapshot.jobs.select(
+                pl.col("job").alias("training_job"), "state", pl.lit(1.0).alias("one")
+            ),
         }
         return frames
 

@@ -26,6 +26,9 @@ EXTRA_LABELS: dict[str, tuple[str, ...]] = {
     "rejected": ("source", "kind", "reason"),
     "process": (),
     "build": ("version",),
+    # Not "job": Prometheus reserves that label for the scrape job and would rename ours.
+    "job": ("training_job",),
+    "job_state": ("training_job", "state"),
 }
 
 UNIT_SUFFIXES = {
@@ -469,6 +472,66 @@ METRICS: tuple[Metric, ...] = (
         "accelerator",
         "energy_joules",
         "accelerator",
+    ),
+    # --- training jobs: always on (thousands of series, not millions) -------------------------
+    Metric(
+        "gigawatt_job_power_watts",
+        "gauge",
+        "watts",
+        "IT power of the racks a training job holds, measured at their PDUs (hosts and "
+        "conversion losses included).",
+        "job",
+        "power_watts",
+    ),
+    Metric(
+        "gigawatt_job_energy_joules_total",
+        "counter",
+        "joules",
+        "IT energy of the job's racks while it held them.",
+        "job",
+        "energy_joules",
+    ),
+    Metric(
+        "gigawatt_job_accelerators",
+        "gauge",
+        "",
+        "Accelerators the job holds.",
+        "job",
+        "accelerators",
+    ),
+    Metric(
+        "gigawatt_job_reporting_ratio",
+        "gauge",
+        "ratio",
+        "Share of the job's racks' PDU feeds that reported this cycle.",
+        "job",
+        "reporting_ratio",
+    ),
+    Metric(
+        "gigawatt_job_state",
+        "gauge",
+        "",
+        "Always 1; the state label says what the job is doing: queued, loading, training, "
+        "checkpoint, failed or recovering.",
+        "job_state",
+        "one",
+    ),
+    Metric(
+        "gigawatt_site_job_energy_joules_total",
+        "counter",
+        "joules",
+        "IT energy of racks while a job held them, all jobs together since start.",
+        "site",
+        "job_energy_joules",
+    ),
+    Metric(
+        "gigawatt_site_unallocated_energy_joules_total",
+        "counter",
+        "joules",
+        "IT energy of racks while no job held them, since start. With the job energy it "
+        "adds up to the site's IT energy since start.",
+        "site",
+        "unallocated_energy_joules",
     ),
     # --- the bounded anomaly list: always on ----------------------------------------------------
     Metric(

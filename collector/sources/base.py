@@ -22,6 +22,11 @@ class SampleBatch:
     )
     feeds: pl.DataFrame = field(default_factory=lambda: schemas.empty(schemas.FEED_SAMPLES))
     buildings: pl.DataFrame = field(default_factory=lambda: schemas.empty(schemas.BUILDING_SAMPLES))
+    jobs: pl.DataFrame = field(default_factory=lambda: schemas.empty(schemas.JOB_SAMPLES))
+    allocations: pl.DataFrame = field(
+        default_factory=lambda: schemas.empty(schemas.ALLOCATION_SAMPLES)
+    )
+    meters: pl.DataFrame = field(default_factory=lambda: schemas.empty(schemas.METER_SAMPLES))
 
     def frame(self, kind: str) -> pl.DataFrame:
         return {"accelerator": self.accelerators, "feed": self.feeds, "building": self.buildings}[

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from collector.site.topology import Topology
 from collector.sources.base import SampleBatch
+from collector.sources.jobs import STATES, JobConfig, JobModel
 
 FloatArray = npt.NDArray[np.float64]
 Float32Array = npt.NDArray[np.float32]
@@ -39,6 +40,11 @@ class SimulationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     seed: int = 0
+    # steady: a fixed share of UltraServers at a steady training level; jobs: the job model
+    # (square-wave iterations, checkpoints, failures) with its fast meter path.
+    workload: Literal["steady", "jobs"] = "steady"
+    jobs: JobConfig = JobConfig()
+    meter_noise_ratio: float = Field(default=1e-4, ge=0)
     ultraserver_accelerators: int = Field(default=64, gt=0)
     allocation_ratio: float = Field(default=0.9, ge=0, le=1)
     training_activity: float = Field(default=0.92, ge=0, le=1)  # share of idle->TDP span
@@ -66,8 +72,11 @@ class SimulationConfig(BaseModel):
 
 
 class Workload(Protocol):
-    def activity(self, now: float, rng: np.random.Generator) -> Float32Array:
-        """Per accelerator, 0 (idle) to 1 (TDP): where each chip sits between idle and TDP."""
+    def activity(
+        self, now: float, rng: np.random.Generator, after: float | None = None
+    ) -> Float32Array:
+        """Per accelerator, 0 (idle) to 1 (TDP): where each chip sat between idle and TDP,
+        on average over (after, now] (meters report interval averages)."""
         ...
 
     def allocated(self) -> npt.NDArray[np.bool_]:
@@ -90,10 +99,83 @@ class SteadyTraining:
     def allocated(self) -> npt.NDArray[np.bool_]:
         return self._allocated
 
-    def activity(self, now: float, rng: np.random.Generator) -> Float32Array:
+    def activity(
+        self, now: float, rng: np.random.Generator, after: float | None = None
+    ) -> Float32Array:
         noise = rng.standard_normal(self._level.size, dtype=np.float32) * self._noise
         activity: Float32Array = np.clip(self._level + noise, 0.0, 1.0)
         return activity
+
+
+class JobWorkload:
+    """The job model (collector.sources.jobs) driving every accelerator of its slots.
+
+    Keeps the last interval's per-slot samples for the fast meter path, so both paths read
+    the very same activity.
+    """
+
+    def __init__(self, topology: Topology, config: SimulationConfig) -> None:
+        size = config.ultraserver_accelerators
+        count = topology.accelerator_count
+        if count % size:
+            raise ValueError(
+                f"the job model needs whole UltraServers: {count} accelerators is not a "
+                f"multiple of {size}"
+            )
+        tdp = topology.accelerators["tdp_watts"].to_numpy()
+        idle = topology.accelerators["idle_watts"].to_numpy()
+        # One accelerator type per campus is what the model assumes; a mixed site uses means.
+        self.model = JobModel(
+            count // size, size, config.jobs, config.seed, float(idle.mean()), float(tdp.mean())
+        )
+        self._slot_of_accelerator = self.model.slots.of_ultraserver[
+            np.arange(count, dtype=np.int64) // size
+        ]
+        self._noise = np.float32(config.activity_noise)
+        self._last_state = np.zeros(self.model.slots.count.size, dtype=np.int8)
+        self.last_times: FloatArray = np.zeros(0)
+        self.last_activity: FloatArray = np.zeros((self.model.slots.count.size, 0))
+
+    def activity(
+        self, now: float, rng: np.random.Generator, after: float | None = None
+    ) -> Float32Array:
+        start = now - 1.0 if after is None or after >= now else after
+        self.model.advance(now)
+        times = self.model.grid(start, now)
+        activity, state = self.model.activity(times)
+        if times.size:
+            mean = activity.mean(axis=1)
+            self._last_state = state[:, -1]
+        else:
+            mean = self.model.last_activity
+        self.last_times, self.last_activity = times, activity
+        slot = self._slot_of_accelerator
+        per_chip = np.where(slot >= 0, mean[np.maximum(slot, 0)], 0.0).astype(np.float32)
+        # Chips of one job move together; a little independent noise on top (less when idle).
+        scale = np.where(slot >= 0, self._noise, self._noise * np.float32(0.25))
+        noise = rng.standard_normal(per_chip.size, dtype=np.float32) * scale
+        activity_out: Float32Array = np.clip(per_chip + noise, 0.0, 1.0)
+        return activity_out
+
+    def allocated(self) -> npt.NDArray[np.bool_]:
+        slot = self._slot_of_accelerator
+        holding = self._last_state != STATES.index("queued")
+        allocated: npt.NDArray[np.bool_] = (slot >= 0) & holding[np.maximum(slot, 0)]
+        return allocated
+
+    def job_names(self) -> list[str]:
+        return [
+            f"job-{slot:05d}-{sequence}"
+            for slot, sequence in enumerate(self.model.sequence.tolist())
+        ]
+
+    def states(self) -> list[str]:
+        return [STATES[code] for code in self._last_state.tolist()]
+
+
+def weighted_count(index: npt.NDArray[np.integer], weights: FloatArray, length: int) -> FloatArray:
+    """np.bincount with weights, typed as the float array it returns."""
+    return np.bincount(index, weights=weights, minlength=length).astype(np.float64, copy=False)
 
 
 def outdoor_temperature_celsius(now: float, config: SimulationConfig) -> float:
@@ -131,7 +213,14 @@ class SimulatedSource:
     ) -> None:
         self.topology = topology
         self.config = config or SimulationConfig()
-        self.workload = workload or SteadyTraining(topology, self.config)
+        if workload is None:
+            workload = (
+                JobWorkload(topology, self.config)
+                if self.config.workload == "jobs"
+                else SteadyTraining(topology, self.config)
+            )
+        self.workload = workload
+        self._last_read: float | None = None
         cfg = self.config
         static = np.random.default_rng([cfg.seed, 2])
         accelerators = topology.accelerators
@@ -170,8 +259,7 @@ class SimulatedSource:
         weight = 1.0 + static.normal(0.0, cfg.feed_share_spread, feeds.height)
         weight = np.clip(weight, 0.5, 1.5)
         self._feed_share = (
-            weight
-            / np.bincount(self._feed_rack, weights=weight, minlength=racks.height)[self._feed_rack]
+            weight / weighted_count(self._feed_rack, weight, racks.height)[self._feed_rack]
         )
         self._feed_voltage = feeds["voltage_volts"].to_numpy()
         phase_factor = np.where(feeds["phases"].to_numpy() == 3, math.sqrt(3), 1.0)
@@ -181,11 +269,13 @@ class SimulatedSource:
         self._meter_time: float | None = None
         self._building_count = topology.buildings.height
         self._building_offset = static.normal(0.0, 0.3, self._building_count)
+        self._weights: tuple[FloatArray, FloatArray, list[str]] | None = None
 
     def read(self, now: float) -> SampleBatch:
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, 3, round(now * 1000)])
-        activity = self.workload.activity(now, rng)
+        activity = self.workload.activity(now, rng, after=self._last_read)
+        self._last_read = now
         accelerator_power = self._idle + activity * self._span  # float32
         temperature = (
             self._temperature_base
@@ -203,9 +293,7 @@ class SimulatedSource:
         node_activity = np.add.reduceat(activity.astype(np.float64), self._node_first)
         node_activity /= self._node_count
         node_power = node_accelerator_power + self._host_idle + self._host_span * node_activity
-        rack_dc = np.bincount(
-            self._node_rack, weights=node_power, minlength=self._rack_efficiency.size
-        )
+        rack_dc = weighted_count(self._node_rack, node_power, self._rack_efficiency.size)
         rack_input = rack_dc / self._rack_efficiency
         jitter = 1.0 + rng.normal(0.0, 0.002, self._feed_share.size)
         feed_power = rack_input[self._feed_rack] * self._feed_share * jitter
@@ -218,9 +306,7 @@ class SimulatedSource:
             self._meter_joules = self._meter_joules + feed_power * (now - self._meter_time)
         self._meter_time = now
 
-        building_it = np.bincount(
-            self._feed_building, weights=feed_power, minlength=self._building_count
-        )
+        building_it = weighted_count(self._feed_building, feed_power, self._building_count)
         outdoor = outdoor_temperature_celsius(now, cfg) + self._building_offset
         pue = pue_for(outdoor, cfg) + rng.normal(0.0, 0.003, self._building_count)
         non_it = building_it * np.maximum(pue - 1.0, 0.0)
@@ -259,4 +345,118 @@ class SimulatedSource:
                 "outdoor_temperature_celsius": outdoor,
             }
         )
-        return SampleBatch(accelerators=accelerators, feeds=feeds, buildings=buildings)
+        if not isinstance(self.workload, JobWorkload):
+            return SampleBatch(accelerators=accelerators, feeds=feeds, buildings=buildings)
+        return SampleBatch(
+            accelerators=accelerators,
+            feeds=feeds,
+            buildings=buildings,
+            jobs=self._job_frame(now),
+            allocations=self._allocation_frame(),
+            meters=self._meter_frame(non_it, rng),
+        )
+
+    # --- the job model's extra outputs ---------------------------------------------------------
+
+    def _job_frame(self, now: float) -> pl.DataFrame:
+        assert isinstance(self.workload, JobWorkload)
+        model = self.workload.model
+        return pl.DataFrame(
+            {
+                "job": self.workload.job_names(),
+                "state": self.workload.states(),
+                "accelerators": model.accelerators.astype(np.uint32),
+                "timestamp_seconds": np.full(model.accelerators.size, now),
+            }
+        )
+
+    def _rack_slot(self) -> npt.NDArray[np.int64]:
+        """Slot holding each rack (-1: none), from the slot of its first accelerator."""
+        assert isinstance(self.workload, JobWorkload)
+        first_accelerator = self.topology.nodes["first_accelerator_index"].to_numpy()[
+            np.searchsorted(self._node_rack, np.arange(self._rack_efficiency.size))
+        ]
+        slot: npt.NDArray[np.int64] = self.workload._slot_of_accelerator[first_accelerator]
+        return slot
+
+    def _allocation_frame(self) -> pl.DataFrame:
+        assert isinstance(self.workload, JobWorkload)
+        slot = self._rack_slot()
+        names = pl.Series(self.workload.job_names(), dtype=pl.String)
+        running = pl.Series([state != "queued" for state in self.workload.states()])
+        holding = pl.DataFrame({"slot": slot}).select(
+            pl.when((pl.col("slot") >= 0) & pl.lit(running).gather(pl.col("slot").clip(0)))
+            .then(pl.lit(names).gather(pl.col("slot").clip(0)))
+            .alias("job")
+        )
+        return pl.DataFrame(
+            {"rack_index": np.arange(slot.size, dtype=np.uint32), "job": holding["job"]}
+        )
+
+    def _meter_weights(self) -> tuple[FloatArray, FloatArray, list[str]]:
+        """Per lineup meter: constant watts and watts per unit of each slot's activity."""
+        if self._weights is not None:
+            return self._weights
+        assert isinstance(self.workload, JobWorkload)
+        topology = self.topology
+        span = (topology.accelerators["tdp_watts"] - topology.accelerators["idle_watts"]).to_numpy()
+        idle = topology.accelerators["idle_watts"].to_numpy()
+        racks = self._rack_efficiency.size
+        accelerator_rack = topology.accelerators["rack_index"].to_numpy()
+        rack_base = weighted_count(accelerator_rack, idle, racks) + weighted_count(
+            self._node_rack, self._host_idle, racks
+        )
+        rack_swing = weighted_count(accelerator_rack, span, racks) + weighted_count(
+            self._node_rack, self._host_span, racks
+        )
+        rack_base /= self._rack_efficiency
+        rack_swing /= self._rack_efficiency
+        slot = self._rack_slot()
+        slots = self.workload.model.slots.count.size
+        lineup = topology.feeds["lineup_index"].to_numpy().astype(np.int64)
+        lineups = topology.lineups.height
+        feed_base = rack_base[self._feed_rack] * self._feed_share
+        feed_swing = rack_swing[self._feed_rack] * self._feed_share
+        base = weighted_count(lineup, feed_base, lineups)
+        feed_slot = slot[self._feed_rack]
+        held = feed_slot >= 0
+        # Unallocated racks sit at activity 0: their whole draw is the constant part.
+        weights = weighted_count(
+            lineup[held] * slots + feed_slot[held],
+            feed_swing[held],
+            lineups * slots,
+        ).reshape(lineups, slots)
+        names = (
+            topology.names("lineup")
+            .select(pl.concat_str([pl.col("building"), pl.lit("-"), pl.col("lineup")]))
+            .to_series()
+            .to_list()
+        )
+        self._weights = (base, weights, names)
+        return self._weights
+
+    def _meter_frame(self, non_it: FloatArray, rng: np.random.Generator) -> pl.DataFrame:
+        """Fast meters over the last interval: lineups (IT), buildings (IT + non-IT), POI.
+
+        Cooling does not follow sub-second swings: a building's non-IT load is held at the
+        interval's value, so the mean of each fast meter equals the detailed figure.
+        """
+        assert isinstance(self.workload, JobWorkload)
+        times, activity = self.workload.last_times, self.workload.last_activity
+        base, weights, lineup_names = self._meter_weights()
+        lineup_power = base[:, None] + weights @ activity  # lineups x samples
+        lineup_building = self.topology.lineups["building_index"].to_numpy()
+        building_power = np.zeros((self._building_count, times.size))
+        np.add.at(building_power, lineup_building, lineup_power)
+        building_power += non_it[:, None]
+        site_power = building_power.sum(axis=0, keepdims=True)
+        power = np.vstack([site_power, building_power, lineup_power])
+        power *= 1.0 + rng.normal(0.0, self.config.meter_noise_ratio, power.shape)
+        meters = ["poi", *self.topology.buildings["building"].to_list(), *lineup_names]
+        return pl.DataFrame(
+            {
+                "meter": pl.Series(meters).gather(np.repeat(np.arange(len(meters)), times.size)),
+                "timestamp_seconds": np.tile(times, len(meters)),
+                "power_watts": power.ravel(),
+            }
+        )
