@@ -42,8 +42,10 @@ def advance(
     state: EnergyState, power_watts: FloatArray, now: float, max_gap_seconds: float
 ) -> EnergyState:
     """The counters after one more reading of every leaf's power (NaN: no reading)."""
-    if state.last_time is None or now <= state.last_time:
+    if state.last_time is None:
         return EnergyState(state.joules, power_watts, now)
+    if now <= state.last_time:  # the clock stepped back: ignore, never integrate twice
+        return state
     interval = now - state.last_time
     if interval > max_gap_seconds:
         return EnergyState(state.joules, power_watts, now)

@@ -6,9 +6,10 @@ not it reported: a level whose sources are silent shows null power (missing), ne
 Semantics, the same at every level from rack to site:
 
 * ``power_watts`` is IT power measured at the rack PDUs: the sum of the feeds that reported.
-  ``reporting_ratio`` = feeds reporting / feeds expected says how complete that sum is; it is
-  null when no feed reported. Headroom and utilization are computed from that sum, so on a
-  partly reporting level they are bounds, not readings: read them with the ratio.
+  ``reporting_ratio`` = feeds reporting / feeds expected says how complete that sum is (0
+  when no feed reported, and then the power is null). Headroom and utilization are computed
+  from that sum, so on a partly reporting level they are bounds, not readings: read them with
+  the ratio.
 * ``accelerator_power_watts`` is what the accelerators themselves report, with its own
   ``accelerators_reporting_ratio``. The difference to ``power_watts`` is the hosts, fans,
   network and conversion losses.
@@ -195,7 +196,11 @@ def lineup_frame(feeds: pl.DataFrame, topology: Topology) -> pl.DataFrame:
             headroom_watts=pl.col("capacity_watts") - pl.col("power_watts"),
             utilization_ratio=pl.col("power_watts") / pl.col("capacity_watts"),
         )
-        .with_columns(reporting_ratio=pl.col("feeds_reporting") / pl.col("feeds_expected"))
+        .with_columns(
+            reporting_ratio=pl.when(pl.col("feeds_expected") > 0).then(
+                pl.col("feeds_reporting") / pl.col("feeds_expected")
+            )
+        )
     )
 
 
@@ -233,10 +238,12 @@ def site_frame(racks: pl.DataFrame, buildings: pl.DataFrame, topology: Topology)
         sum_or_null("facility_power_watts"),
         pl.col("facility_energy_joules").sum(),
         pl.col("non_it_energy_joules").sum(),
-        (
+        pl.when(both_known.any())
+        .then(
             pl.col("facility_power_watts").filter(both_known).sum()
             / pl.col("power_watts").filter(both_known).sum()
-        ).alias("pue_ratio"),
+        )
+        .alias("pue_ratio"),
         both_known.cast(pl.UInt32).sum().alias("buildings_facility_reporting"),
         pl.len().cast(pl.UInt32).alias("buildings_expected"),
     )

@@ -168,12 +168,26 @@ LEVEL_LABELS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-def conform(frame: pl.DataFrame, schema: Schema, what: str) -> pl.DataFrame:
-    """Select and cast a frame to a schema; name the frame and every missing column on failure."""
+def conform(
+    frame: pl.DataFrame, schema: Schema, what: str, lenient: tuple[str, ...] = ()
+) -> pl.DataFrame:
+    """Select and cast a frame to a schema; raise ValueError naming the frame and every missing
+    or unreadable column. Columns in ``lenient`` cast non-strictly: a value that does not fit
+    (a negative index, say) becomes null for validation to reject, instead of failing the frame.
+    """
     missing = [name for name in schema if name not in frame.columns]
     if missing:
         raise ValueError(f"{what}: missing column(s) {', '.join(missing)}")
-    return frame.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
+    columns = []
+    unreadable = []
+    for name, dtype in schema.items():
+        try:
+            columns.append(frame.get_column(name).cast(dtype, strict=name not in lenient))
+        except pl.exceptions.PolarsError:
+            unreadable.append(f"{name} ({frame.schema[name]} is not {dtype})")
+    if unreadable:
+        raise ValueError(f"{what}: unreadable column(s) {', '.join(unreadable)}")
+    return pl.DataFrame(columns)
 
 
 def empty(schema: Schema) -> pl.DataFrame:

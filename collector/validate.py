@@ -108,24 +108,33 @@ def validate(
     limits = limits or ValidationLimits()
     key = schemas.SAMPLE_KEYS[kind]
     measures = schemas.measurement_columns(kind)
-    frame = schemas.conform(frame, schemas.SAMPLE_SCHEMAS[kind], f"{kind} samples")
+    frame = schemas.conform(frame, schemas.SAMPLE_SCHEMAS[kind], f"{kind} samples", lenient=(key,))
+    # A source that does not stamp its samples read them during this cycle.
+    frame = frame.with_columns(pl.col("timestamp_seconds").fill_null(now))
     present_in_row = pl.sum_horizontal(pl.col(c).is_not_null().cast(pl.UInt32) for c in measures)
 
     key_col = pl.col(key)
     unknown = key_col.is_null() | (key_col >= _entity_count(topology, kind))
     timestamp = pl.col("timestamp_seconds")
-    stale = ~unknown & (timestamp < now - limits.max_sample_age_seconds)
-    future = ~unknown & ~stale & (timestamp > now + limits.max_future_skew_seconds)
+    bad_time = ~unknown & ~timestamp.is_finite()
+    stale = ~unknown & ~bad_time & (timestamp < now - limits.max_sample_age_seconds)
+    future = ~unknown & ~bad_time & ~stale & (timestamp > now + limits.max_future_skew_seconds)
     # A strictly increasing key column (what sources normally send) has no duplicates;
     # only otherwise pay for a hash of every key.
     keys = frame.get_column(key)
     strictly_increasing = keys.null_count() == 0 and (
         keys.len() < 2 or bool((keys.cast(pl.Int64).diff().drop_nulls() > 0).all())
     )
-    duplicate = ~unknown & ~stale & ~future
-    duplicate = duplicate & (pl.lit(False) if strictly_increasing else ~key_col.is_first_distinct())
+    # Only rows that passed the other checks compete: a stale row must not shadow a fresh one.
+    candidate = ~unknown & ~bad_time & ~stale & ~future
+    duplicate = candidate & (
+        pl.lit(False)
+        if strictly_increasing
+        else ~pl.when(candidate).then(key_col).is_first_distinct()
+    )
     row_checks = {
         "unknown_entity": unknown,
+        "not_finite": bad_time,
         "stale": stale,
         "future": future,
         "duplicate": duplicate,
@@ -140,13 +149,14 @@ def validate(
                 continue
             bad = frame.filter(row_checks[reason])
             rejections[reason] = int(bad.select(present_in_row.sum()).item())
-            examples[reason] = f"{key} {bad.get_column(key)[0]}"
+            what = " (timestamp)" if reason == "not_finite" else ""
+            examples[reason] = f"{key} {bad.get_column(key)[0]}{what}"
 
-    rows = frame.filter(~unknown & ~stale & ~future & ~duplicate)
+    rows = frame.filter(candidate & ~duplicate)
 
     bounds = _bounds(topology, kind, limits)
     checks: list[pl.Expr] = []
-    invalid: dict[str, pl.Expr] = {}
+    invalid: dict[tuple[str, str], pl.Expr] = {}
     cleaned: list[pl.Expr] = []
     for column in measures:
         value = pl.col(column)
@@ -165,7 +175,9 @@ def validate(
             out_of_range.sum().alias(f"{column}:out_of_range"),
             valid.sum().alias(f"{column}:accepted"),
         ]
-        invalid[column] = present & ~valid
+        invalid[(column, "not_finite")] = not_finite
+        invalid[(column, "negative")] = negative
+        invalid[(column, "out_of_range")] = out_of_range
         cleaned.append(pl.when(valid).then(value).otherwise(None).alias(column))
 
     accepted = 0
@@ -178,7 +190,7 @@ def validate(
                 if count:
                     rejections[reason] = rejections.get(reason, 0) + count
                     if reason not in examples:
-                        first = rows.filter(invalid[column]).row(0, named=True)
+                        first = rows.filter(invalid[(column, reason)]).row(0, named=True)
                         examples[reason] = f"{key} {first[key]}: {column}={first[column]}"
     result = rows.with_columns(cleaned) if rows.height else rows
     return Validated(

@@ -8,6 +8,7 @@ when the file was YAML, its line), then hands back a frozen object.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -216,7 +217,8 @@ def _line_index(text: str) -> dict[tuple[str | int, ...], int]:
     lines: dict[tuple[str | int, ...], int] = {}
 
     def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
-        lines[path] = node.start_mark.line + 1
+        # A mapping key's own line wins over the line where its value (a block) starts.
+        lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 child = (*path, str(key.value))
@@ -252,22 +254,93 @@ def parse_site(text: str, source: str = "<site>") -> Site:
     if not isinstance(data, dict):
         raise SiteError(source, [SiteProblem("(file)", "the top level must be a mapping", 1)])
     lines = _line_index(text)
+
+    def located(path: tuple[str | int, ...], message: str) -> SiteProblem:
+        location = ".".join(str(part) for part in path) or "(file)"
+        return SiteProblem(location, message, _nearest_line(lines, path))
+
     try:
         site = Site.model_validate(data)
+        problems: list[SiteProblem] = []
     except ValidationError as error:
-        problems = []
-        for detail in error.errors():
-            path = tuple(detail["loc"])
-            location = ".".join(str(part) for part in path) or "(file)"
-            problems.append(SiteProblem(location, detail["msg"], _nearest_line(lines, path)))
-        raise SiteError(source, problems) from None
-    cross = [
-        SiteProblem(".".join(str(p) for p in path), message, _nearest_line(lines, path))
+        problems = [located(tuple(d["loc"]), d["msg"]) for d in error.errors()]
+        # Check references among the templates that are valid on their own, so one run
+        # lists every problem; templates that failed are already reported.
+        site = _valid_parts(data)
+    declared = {
+        section: set(data.get(section) or {}) if isinstance(data.get(section), dict) else set()
+        for section in ("accelerator_types", "node_types", "rack_types", "building_types")
+    }
+    problems += [
+        located(path, message)
         for path, message in _cross_reference_problems(site)
+        if not _refers_to_invalid_template(message, declared)
     ]
-    if cross:
-        raise SiteError(source, cross)
+    if problems:
+        raise SiteError(source, problems)
     return site
+
+
+def _valid_parts(data: dict[str, Any]) -> Site:
+    """A Site holding only the templates and groups that validate on their own."""
+
+    def valid(section: str, model: type[BaseModel]) -> dict[str, Any]:
+        raw = data.get(section)
+        parts: dict[str, Any] = {}
+        if isinstance(raw, dict):
+            for name, body in raw.items():
+                try:
+                    parts[str(name)] = model.model_validate(body)
+                except ValidationError:
+                    if model is RackType and isinstance(body, dict):
+                        parts[str(name)] = _rack_references(body)
+        return parts
+
+    raw_groups = data.get("buildings")
+    groups = []
+    for body in raw_groups if isinstance(raw_groups, list) else []:
+        with contextlib.suppress(ValidationError):
+            groups.append(BuildingGroup.model_validate(body))
+    return Site.model_construct(
+        name=str(data.get("name", "")),
+        contract_watts=1.0,
+        accelerator_types=valid("accelerator_types", AcceleratorType),
+        node_types=valid("node_types", NodeType),
+        rack_types=valid("rack_types", RackType),
+        building_types=valid("building_types", BuildingType),
+        buildings=tuple(groups),
+    )
+
+
+def _rack_references(body: dict[str, Any]) -> RackType:
+    """An invalid rack type reduced to what cross-checks read (node type, PDU feed names), so
+    a bad breaker rating does not hide a feed that has no lineup."""
+    pdus = body.get("pdus")
+    # Ratings are placeholders: nothing reads them from a rack type that failed validation.
+    return RackType.model_construct(
+        node_type=str(body.get("node_type", "")),
+        nodes=1,
+        pdus=tuple(
+            PduSpec.model_construct(
+                feed=str(pdu.get("feed")), voltage_volts=0.0, phases=3, breaker_amps=0.0
+            )
+            for pdu in (pdus if isinstance(pdus, list) else [])
+            if isinstance(pdu, dict) and "feed" in pdu
+        ),
+    )
+
+
+def _refers_to_invalid_template(message: str, declared: dict[str, set[str]]) -> bool:
+    """True for an "unknown ... type 'x'" problem where x is declared but failed validation."""
+    for prefix, section in (
+        ("unknown accelerator type ", "accelerator_types"),
+        ("unknown node type ", "node_types"),
+        ("unknown rack type ", "rack_types"),
+        ("unknown building type ", "building_types"),
+    ):
+        if message.startswith(prefix):
+            return message.removeprefix(prefix).strip("'\"") in declared[section]
+    return False
 
 
 def load_site(path: Path) -> Site:

@@ -39,7 +39,7 @@ class SimulationConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     # steady: a fixed share of UltraServers at a steady training level; jobs: the job model
     # (square-wave iterations, checkpoints, failures) with its fast meter path.
     workload: Literal["steady", "jobs"] = "steady"
@@ -94,7 +94,10 @@ class SteadyTraining:
         chosen = np.random.default_rng([config.seed, 1]).random(groups) < config.allocation_ratio
         self._allocated = chosen[group]
         self._level = np.where(self._allocated, config.training_activity, 0.0).astype(np.float32)
-        self._noise = np.float32(config.activity_noise)
+        # Idle chips hold still: a quarter of the noise keeps them inside 20-30 % of TDP.
+        self._noise = np.where(self._allocated, 1.0, 0.25).astype(np.float32) * np.float32(
+            config.activity_noise
+        )
 
     def allocated(self) -> npt.NDArray[np.bool_]:
         return self._allocated
@@ -308,7 +311,11 @@ class SimulatedSource:
 
         building_it = weighted_count(self._feed_building, feed_power, self._building_count)
         outdoor = outdoor_temperature_celsius(now, cfg) + self._building_offset
-        pue = pue_for(outdoor, cfg) + rng.normal(0.0, 0.003, self._building_count)
+        pue = np.clip(
+            pue_for(outdoor, cfg) + rng.normal(0.0, 0.003, self._building_count),
+            cfg.pue_outside_air,
+            cfg.pue_hot,
+        )
         non_it = building_it * np.maximum(pue - 1.0, 0.0)
 
         accelerators = pl.DataFrame(
