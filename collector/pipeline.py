@@ -78,7 +78,13 @@ class Pipeline:
         self._accepted: dict[tuple[str, str], int] = {
             (source.name, kind): 0 for source in self.sources for kind in KINDS
         }
-        self._rejected: dict[tuple[str, str, str], int] = {}
+        # Every (source, kind, reason) starts at 0, so increase() sees the first rejection.
+        self._rejected: dict[tuple[str, str, str], int] = {
+            (source.name, kind, reason): 0
+            for source in self.sources
+            for kind in KINDS
+            for reason in (*schemas.REJECTION_REASONS, "malformed")
+        }
         self._health: dict[str, tuple[bool, float, float | None]] = {}
         self._errors_logged: set[tuple[str, str]] = set()
         self._cycles = 0

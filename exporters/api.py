@@ -21,7 +21,6 @@ from collector.pipeline import Pipeline, PipelineConfig, Snapshot
 from collector.site.model import load_preset, load_site
 from collector.site.topology import Topology, build_topology
 from collector.sources.simulated import SimulatedSource, SimulationConfig
-from exporters import metric_table
 from exporters.exposition import CONTENT_TYPE, Renderer
 from exporters.service import CycleRunner, Published
 
@@ -38,8 +37,9 @@ class ServiceSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=9640, ge=0, le=65535)
     interval_seconds: float = Field(default=10.0, gt=0)
-    seed: int = 0
-    expose: str = metric_table.DEFAULT_TIER
+    seed: int = Field(default=0, ge=0)
+    expose: Literal["site", "building", "hall", "row", "rack", "node", "accelerator"] = "rack"
+    workload: Literal["jobs", "steady"] = "jobs"
     # Data older than this many intervals is stale: /readyz says so.
     stale_after_intervals: float = Field(default=3.0, gt=1)
     top_k_anomalies: int = Field(default=20, ge=0, le=1000)
@@ -52,7 +52,9 @@ def build_runner(settings: ServiceSettings, clock: Callable[[], float] = time.ti
         else load_preset(settings.preset or "campus")
     )
     topology = build_topology(site)
-    source = SimulatedSource(topology, SimulationConfig(seed=settings.seed))
+    source = SimulatedSource(
+        topology, SimulationConfig(seed=settings.seed, workload=settings.workload)
+    )
     pipeline = Pipeline(
         topology,
         [source],
@@ -79,6 +81,24 @@ def _published(runner: CycleRunner) -> Published:
     if latest is None:
         raise HTTPException(status_code=503, detail="no cycle has completed yet")
     return latest
+
+
+def accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding header allows gzip (``gzip;q=0`` refuses it)."""
+    for part in header.split(","):
+        name, _, params = part.strip().partition(";")
+        if name.strip().lower() not in ("gzip", "*"):
+            continue
+        quality = 1.0
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        return quality > 0
+    return False
 
 
 def _json_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
@@ -211,10 +231,13 @@ def create_app(
         building: Annotated[str | None, Query(description="only under this building")] = None,
         hall: Annotated[str | None, Query(description="only under this hall")] = None,
         row: Annotated[str | None, Query(description="only under this row")] = None,
+        limit: Annotated[int | None, Query(ge=1, description="at most this many items")] = None,
+        offset: Annotated[int, Query(ge=0, description="skip this many items first")] = 0,
     ) -> dict[str, Any]:
         snapshot = _published(active).snapshot
         topology = topology_of(active)
         view = _level_view(snapshot, topology, level)
+        chosen: list[str] = []
         for parent, wanted in (("building", building), ("hall", hall), ("row", row)):
             if wanted is None:
                 continue
@@ -224,7 +247,18 @@ def create_app(
             if not known.is_in([wanted]).any():
                 raise HTTPException(404, f"unknown {parent} {wanted!r}")
             view = view.filter(pl.col(parent) == wanted)
-        return {"level": level, "timestamp_seconds": snapshot.timestamp, "items": _json_rows(view)}
+            chosen.append(f"{parent} {wanted!r}")
+            if view.height == 0:
+                raise HTTPException(404, f"{' and '.join(chosen)} have no {level} in common")
+        total = view.height
+        page = view.slice(offset, limit)
+        return {
+            "level": level,
+            "timestamp_seconds": snapshot.timestamp,
+            "total": total,
+            "offset": offset,
+            "items": _json_rows(page),
+        }
 
     @app.get("/api/v1/racks/{rack}", summary="One rack with its PDU feeds and nodes")
     def rack_detail(rack: str, active: RunnerDep) -> dict[str, Any]:

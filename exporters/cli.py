@@ -11,6 +11,7 @@ import typer
 from collector.site.model import PRESETS, Site, SiteError, load_preset, load_site
 from collector.site.topology import build_topology
 from exporters import metric_table
+from exporters.grid_cli import grid_app
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -19,6 +20,7 @@ app = typer.Typer(
 )
 site_app = typer.Typer(no_args_is_help=True, help="Check and describe site files.")
 app.add_typer(site_app, name="site")
+app.add_typer(grid_app, name="grid")
 
 PresetOption = Annotated[str | None, typer.Option("--preset", help=f"one of {', '.join(PRESETS)}")]
 SiteOption = Annotated[Path | None, typer.Option("--site", help="a site YAML file")]
@@ -94,10 +96,14 @@ def serve(
     expose: Annotated[
         str, typer.Option(help=f"deepest tier exposed: {', '.join(metric_table.TIERS)}")
     ] = metric_table.DEFAULT_TIER,
+    workload: Annotated[
+        str, typer.Option(help="simulated workload: jobs (training job model) or steady")
+    ] = "jobs",
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
     """Run the simulated campus and serve /metrics and the HTTP API."""
     import uvicorn
+    from pydantic import ValidationError
 
     from exporters.api import ServiceSettings, create_app
 
@@ -105,19 +111,29 @@ def serve(
         raise typer.BadParameter(f"--expose must be one of {', '.join(metric_table.TIERS)}")
     if preset and site:
         raise typer.BadParameter("give --preset or --site, not both")
+    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise typer.BadParameter("--log-level must be one of debug, info, warning, error")
     if site:
         _choose_site(None, site)  # report every problem before starting anything
+    try:
+        settings = ServiceSettings(
+            preset=None if site else (preset or "campus"),
+            site_file=site,
+            host=host,
+            port=port,
+            interval_seconds=interval,
+            seed=seed,
+            expose=expose,
+            workload=workload,
+        )
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in detail['loc'])}: {detail['msg']}"
+            for detail in error.errors()
+        )
+        raise typer.BadParameter(problems) from None
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    settings = ServiceSettings(
-        preset=None if site else (preset or "campus"),
-        site_file=site,
-        host=host,
-        port=port,
-        interval_seconds=interval,
-        seed=seed,
-        expose=expose,
     )
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level.lower())
 

@@ -112,7 +112,9 @@ class Renderer:
             )
         return self._labels["accelerator"]
 
-    def _frames(self, snapshot: Snapshot, previous: Rendered | None) -> Mapping[str, pl.DataFrame]:
+    def _frames(
+        self, snapshot: Snapshot, previous: Rendered | None, cycle_failures: int = 0
+    ) -> Mapping[str, pl.DataFrame]:
         frames: dict[str, pl.DataFrame] = {
             "site": snapshot.site,
             "building": snapshot.buildings,
@@ -132,6 +134,7 @@ class Renderer:
                     "timestamp_seconds": [snapshot.timestamp],
                     "cycles": [float(snapshot.cycles)],
                     "series": [float(previous.series) if previous else None],
+                    "failures": [float(cycle_failures)],
                 },
                 schema={
                     name: pl.Float64
@@ -141,6 +144,7 @@ class Renderer:
                         "timestamp_seconds",
                         "cycles",
                         "series",
+                        "failures",
                     )
                 },
             ),
@@ -181,10 +185,12 @@ class Renderer:
         labels = LEVEL_LABELS.get(name) or metric_table.EXTRA_LABELS.get(name, ())
         return frame.with_columns(label_column(frame, labels))
 
-    def render(self, snapshot: Snapshot, previous: Rendered | None = None) -> Rendered:
+    def render(
+        self, snapshot: Snapshot, previous: Rendered | None = None, cycle_failures: int = 0
+    ) -> Rendered:
         """The whole exposition. ``previous`` feeds the render-time and series-count gauges."""
         started = time.perf_counter()
-        frames = self._frames(snapshot, previous)
+        frames = self._frames(snapshot, previous, cycle_failures)
         labelled = {
             name: self._labelled(name, frames.get(name, pl.DataFrame()), snapshot)
             for name in dict.fromkeys(metric.frame for metric in self.metrics)

@@ -618,6 +618,15 @@ METRICS: tuple[Metric, ...] = (
         "timestamp_seconds",
     ),
     Metric(
+        "gigawatt_cycle_failures_total",
+        "counter",
+        "",
+        "Cycles that raised and were skipped; /metrics keeps serving the last good cycle and "
+        "/readyz turns stale.",
+        "process",
+        "failures",
+    ),
+    Metric(
         "gigawatt_cycles_total", "counter", "", "Cycles completed since start.", "process", "cycles"
     ),
     Metric(

@@ -60,7 +60,7 @@ class CycleRunner:
     def run_once(self) -> Published:
         snapshot = self.pipeline.run_cycle()
         previous = self._latest.rendered if self._latest else None
-        rendered = self.renderer.render(snapshot, previous)
+        rendered = self.renderer.render(snapshot, previous, self.failures)
         published = Published(snapshot, rendered, [])
         self._latest = published  # one reference swap: readers see a whole cycle or the last
         return published

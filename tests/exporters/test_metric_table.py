@@ -1,0 +1,253 @@
+"""Lint of the metric table, its link to the snapshot, and the freshness of docs/metrics.md."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from collector.pipeline import Pipeline, Snapshot
+from collector.schemas import LEVEL_LABELS
+from collector.site.model import load_preset
+from collector.site.topology import Topology, build_topology
+from collector.sources.base import SampleBatch
+from collector.sources.simulated import SimulatedSource, SimulationConfig
+from exporters import docs, metric_table
+from exporters.exposition import Rendered, Renderer
+from exporters.metric_table import BY_NAME, METRICS, TIERS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# The naming contract, written out here rather than read from the module under test.
+UNIT_SUFFIXES = {
+    "watts": "_watts",
+    "joules": "_joules_total",
+    "celsius": "_celsius",
+    "ratio": "_ratio",
+    "seconds": "_seconds",
+    "amperes": "_amperes",
+    "volts": "_volts",
+    "bytes": "_bytes",
+    "": "",
+}
+FORBIDDEN_UNITS = ("kilowatt", "megawatt", "gigawatts", "percent", "millisecond", "kwh", "mwh")
+SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
+
+# Series the issue names, with the labels each must carry.
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "gigawatt_site_facility_power_watts": (),
+    "gigawatt_site_it_power_watts": (),
+    "gigawatt_site_contract_watts": (),
+    "gigawatt_building_it_power_watts": ("building",),
+    "gigawatt_building_facility_power_watts": ("building",),
+    "gigawatt_building_pue_ratio": ("building",),
+    "gigawatt_rack_power_watts": ("building", "hall", "row", "rack"),
+    "gigawatt_rack_capacity_watts": ("building", "hall", "row", "rack"),
+    "gigawatt_rack_headroom_watts": ("building", "hall", "row", "rack"),
+    # Self-monitoring.
+    "gigawatt_cycle_duration_seconds": (),
+    "gigawatt_samples_accepted_total": ("source", "kind"),
+    "gigawatt_samples_rejected_total": ("source", "kind", "reason"),
+    "gigawatt_source_up": ("source",),
+}
+
+IDS = [metric.name for metric in METRICS]
+
+
+class OneBadFeed:
+    """The simulator running jobs, with one feed reading NaN: every frame the table reads,
+    the job frames and the rejections included, has rows."""
+
+    name = "simulated"
+
+    def __init__(self, topology: Topology) -> None:
+        self.inner = SimulatedSource(topology, SimulationConfig(workload="jobs"))
+
+    def read(self, now: float) -> SampleBatch:
+        batch = self.inner.read(now)
+        feeds = batch.feeds.with_columns(
+            power_watts=pl.when(pl.col("feed_index") == 0)
+            .then(float("nan"))
+            .otherwise(pl.col("power_watts"))
+        )
+        return replace(batch, feeds=feeds)
+
+
+@pytest.fixture(scope="module")
+def demo() -> tuple[Topology, Snapshot]:
+    topology = build_topology(load_preset("demo"))
+    now = [1_700_000_000.0]
+
+    def clock() -> float:
+        return now[0]
+
+    pipeline = Pipeline(topology, [OneBadFeed(topology)], clock=clock)
+    pipeline.run_cycle()
+    now[0] += 10.0
+    return topology, pipeline.run_cycle()
+
+
+@pytest.mark.parametrize("metric", METRICS, ids=IDS)
+def test_name_is_namespaced_snake_case_without_forbidden_units(
+    metric: metric_table.Metric,
+) -> None:
+    assert metric.name.startswith(f"{metric_table.NAMESPACE}_")
+    assert metric.name.startswith("gigawatt_")
+    assert SNAKE_CASE.match(metric.name), metric.name
+    for forbidden in FORBIDDEN_UNITS:
+        assert forbidden not in metric.name.removeprefix("gigawatt_"), metric.name
+    words = metric.name.split("_")
+    assert not {"ms", "kw", "mw", "pct"} & set(words), metric.name
+
+
+def test_names_are_unique() -> None:
+    repeated = [name for name, count in Counter(IDS).items() if count > 1]
+    assert repeated == []
+    assert len(BY_NAME) == len(METRICS)
+
+
+@pytest.mark.parametrize("metric", METRICS, ids=IDS)
+def test_type_and_unit_suffix(metric: metric_table.Metric) -> None:
+    assert metric.type in ("gauge", "counter")
+    if metric.type == "counter":
+        assert metric.name.endswith("_total"), f"counter {metric.name} must end in _total"
+    else:
+        assert not metric.name.endswith("_total"), f"gauge {metric.name} ends in _total"
+    assert metric.unit in UNIT_SUFFIXES, f"{metric.name}: unknown unit {metric.unit!r}"
+    suffix = UNIT_SUFFIXES[metric.unit]
+    if metric.type == "counter" and not suffix.endswith("_total"):
+        suffix += "_total"
+    assert metric.name.endswith(suffix), f"{metric.name} should end in {suffix}"
+    if metric.unit == "":
+        stem = metric.name.removesuffix("_total")
+        others = [s.removesuffix("_total") for s in UNIT_SUFFIXES.values() if s]
+        assert not any(stem.endswith(other) for other in others), (
+            f"{metric.name} has no unit but its name ends with a unit suffix"
+        )
+
+
+def test_the_module_unit_table_matches_the_contract() -> None:
+    assert metric_table.UNIT_SUFFIXES == UNIT_SUFFIXES
+
+
+@pytest.mark.parametrize("metric", METRICS, ids=IDS)
+def test_help_tier_and_labels(metric: metric_table.Metric) -> None:
+    assert metric.help.strip(), f"{metric.name} has no help"
+    assert metric.help == metric.help.strip()
+    assert "\n" not in metric.help
+    assert metric.tier in TIERS
+    assert metric.frame in LEVEL_LABELS or metric.frame in metric_table.EXTRA_LABELS
+    assert len(set(metric.labels)) == len(metric.labels)
+    for label in metric.labels:
+        assert SNAKE_CASE.match(label) and not label.startswith("__"), label
+        assert label not in ("le", "quantile", "job", "instance"), label
+
+
+@pytest.mark.parametrize(("name", "labels"), REQUIRED.items(), ids=list(REQUIRED))
+def test_required_metric_exists_with_labels(name: str, labels: tuple[str, ...]) -> None:
+    assert name in BY_NAME, f"{name} is missing from the metric table"
+    assert BY_NAME[name].labels == labels
+
+
+def test_self_monitoring_is_always_on() -> None:
+    always = {metric.name for metric in metric_table.enabled("site")}
+    for name in (
+        "gigawatt_cycle_duration_seconds",
+        "gigawatt_samples_accepted_total",
+        "gigawatt_samples_rejected_total",
+        "gigawatt_source_up",
+        "gigawatt_site_it_power_watts",
+        "gigawatt_site_facility_power_watts",
+    ):
+        assert name in always
+    assert BY_NAME["gigawatt_cycle_duration_seconds"].unit == "seconds"
+    assert BY_NAME["gigawatt_samples_accepted_total"].type == "counter"
+    assert BY_NAME["gigawatt_samples_rejected_total"].type == "counter"
+
+
+def test_tiers_nest() -> None:
+    assert metric_table.DEFAULT_TIER in TIERS
+    previous: set[str] = set()
+    for tier in TIERS:
+        names = {metric.name for metric in metric_table.enabled(tier)}
+        assert previous < names, f"tier {tier} adds nothing or drops a metric"
+        for metric in metric_table.enabled(tier):
+            assert TIERS.index(metric.tier) <= TIERS.index(tier)
+        previous = names
+    assert previous == set(BY_NAME)
+    with pytest.raises(ValueError, match="unknown tier"):
+        metric_table.enabled("datacenter")
+
+
+@pytest.mark.parametrize("metric", METRICS, ids=IDS)
+def test_column_exists_in_the_frame_the_renderer_reads(
+    metric: metric_table.Metric, demo: tuple[Topology, Snapshot]
+) -> None:
+    topology, snapshot = demo
+    renderer = Renderer(topology, "accelerator")
+    previous = Rendered(body=b"", series=1, seconds=0.1)
+    frames = renderer._frames(snapshot, previous)
+    labelled = renderer._labelled(metric.frame, frames.get(metric.frame, pl.DataFrame()), snapshot)
+    assert metric.column in labelled.columns, (
+        f"{metric.name}: column {metric.column!r} not in frame {metric.frame!r} "
+        f"({', '.join(labelled.columns)})"
+    )
+    assert labelled.schema[metric.column].is_numeric()
+    assert labelled.height > 0, f"{metric.name}: frame {metric.frame!r} is empty in a demo cycle"
+    assert labelled.get_column(metric.column).is_not_null().any(), f"{metric.name}: all null"
+
+
+def test_docs_are_fresh() -> None:
+    text = (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
+    assert text == docs.metrics_markdown(), "docs/metrics.md is stale: run `gigawatt generate`"
+    for metric in METRICS:
+        assert f"`{metric.name}`" in text
+    assert docs.generated_files() == {"docs/metrics.md": docs.metrics_markdown()}
+
+
+def _generate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporters.cli", "generate", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_generate_check_passes_on_the_repository() -> None:
+    result = _generate("--check")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+
+
+def test_generate_check_fails_on_a_modified_copy(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    copy = tmp_path / "docs" / "metrics.md"
+    shutil.copyfile(ROOT / "docs" / "metrics.md", copy)
+    assert _generate("--check", "--root", str(tmp_path)).returncode == 0
+
+    copy.write_text(copy.read_text(encoding="utf-8") + "| hand edit |\n", encoding="utf-8")
+    result = _generate("--check", "--root", str(tmp_path))
+    assert result.returncode == 1
+    assert "docs/metrics.md" in result.stderr
+    assert copy.read_text(encoding="utf-8").endswith("| hand edit |\n"), "--check must not write"
+
+    written = _generate("--root", str(tmp_path))
+    assert written.returncode == 0, written.stderr
+    assert copy.read_text(encoding="utf-8") == docs.metrics_markdown()
+
+
+def test_generate_check_fails_when_the_file_is_missing(tmp_path: Path) -> None:
+    result = _generate("--check", "--root", str(tmp_path))
+    assert result.returncode == 1
+    assert "docs/metrics.md" in result.stderr
+    assert not (tmp_path / "docs" / "metrics.md").exists()

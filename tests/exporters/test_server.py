@@ -1,0 +1,237 @@
+"""End to end: the real `gigawatt serve` in a subprocess, scraped over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from collector.site.model import preset_text
+from exporters.api import VERSION
+from exporters.exposition import CONTENT_TYPE
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+STARTUP_SECONDS = 30.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def cli_env() -> dict[str, str]:
+    # Wide and plain, so typer's error panels do not wrap the messages the tests look for.
+    return {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
+
+
+def gigawatt(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporters.cli", *args],
+        cwd=ROOT,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    stderr_path: Path
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    logs = tmp_path_factory.mktemp("serve")
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "exporters.cli",
+        "serve",
+        "--preset",
+        "demo",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--interval",
+        "1",
+    ]
+    with (logs / "stdout").open("wb") as stdout, (logs / "stderr").open("wb") as stderr:
+        process = subprocess.Popen(command, cwd=ROOT, env=cli_env(), stdout=stdout, stderr=stderr)
+    running = Server(f"http://{HOST}:{port}", process, logs / "stderr")
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"gigawatt serve exited with {process.returncode}:\n{running.stderr()}")
+            try:
+                if httpx.get(f"{running.url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"gigawatt serve not ready after {STARTUP_SECONDS} s:\n{running.stderr()}"
+                )
+            time.sleep(0.2)
+        yield running
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+def test_console_script_help() -> None:
+    script = Path(sys.executable).with_name("gigawatt")
+    assert script.exists(), f"{script} is not installed"
+    result = subprocess.run(
+        [str(script), "--help"], env=cli_env(), capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    for command in ("serve", "site", "generate"):
+        assert command in result.stdout
+
+
+def test_serve_help_lists_the_tiers() -> None:
+    result = gigawatt("serve", "--help")
+    assert result.returncode == 0, result.stderr
+    for option in ("--preset", "--site", "--port", "--interval", "--expose"):
+        assert option in result.stdout
+
+
+def test_scrape_is_valid_and_cycles_advance(server: Server, promtool: str) -> None:
+    first = httpx.get(f"{server.url}/metrics", timeout=10)
+    assert first.status_code == 200
+    assert first.headers["content-type"] == CONTENT_TYPE
+    check = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=first.content,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    output = (check.stdout + check.stderr).decode()
+    assert check.returncode == 0, output
+    assert output == ""
+
+    before = samples(first.text)
+    time.sleep(1.5)
+    after = samples(httpx.get(f"{server.url}/metrics", timeout=10).text)
+    cycles = ("gigawatt_cycles_total", ())
+    assert after[cycles] > before[cycles] >= 1
+    energy = ("gigawatt_site_it_energy_joules_total", ())
+    assert after[energy] > before[energy]
+    assert after[("gigawatt_source_up", (("source", "simulated"),))] == 1.0
+    assert after[("gigawatt_build_info", (("version", VERSION),))] == 1.0
+    # The default tier is rack: racks yes, accelerators no.
+    names = {name for name, _ in after}
+    assert "gigawatt_rack_power_watts" in names
+    assert not any(name.startswith("gigawatt_accelerator_") for name in names)
+
+
+def test_gzip_scrape(server: Server) -> None:
+    with httpx.Client(headers={"Accept-Encoding": "gzip"}) as client:
+        response = client.get(f"{server.url}/metrics", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-encoding"] == "gzip"
+    assert "# TYPE gigawatt_site_it_power_watts gauge" in response.text
+
+
+def test_health_and_api(server: Server) -> None:
+    assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
+    ready = httpx.get(f"{server.url}/readyz", timeout=10).json()
+    assert ready["ready"] is True
+    assert 0 <= ready["age_seconds"] <= 3.0
+    site = httpx.get(f"{server.url}/api/v1/site", timeout=10).json()
+    assert site["name"] == "demo"
+    assert site["counts"]["racks"] == 64
+    assert site["counts"]["accelerators"] == 2048
+
+
+BAD_SITE_EDITS = (
+    ("contract_watts: 2.5e6", "contract_watts: -1", "contract_watts"),
+    ("phases: 3, breaker_amps: 60}", "phases: 2, breaker_amps: 60}", "phases"),
+)
+
+
+def test_serve_with_a_bad_site_file_fails_fast(tmp_path: Path) -> None:
+    text = preset_text("demo")
+    for old, new, _ in BAD_SITE_EDITS:
+        assert old in text
+        text = text.replace(old, new, 1)
+    bad = tmp_path / "bad-site.yaml"
+    bad.write_text(text, encoding="utf-8")
+    started = time.monotonic()
+    result = gigawatt("serve", "--site", str(bad), "--port", str(free_port()), timeout=30)
+    assert time.monotonic() - started < 20
+    assert result.returncode != 0
+    assert str(bad) in result.stderr
+    for _, _, location in BAD_SITE_EDITS:
+        assert location in result.stderr
+    assert "Uvicorn running" not in result.stderr + result.stdout
+
+
+def test_serve_with_a_missing_site_file_fails_fast(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.yaml"
+    result = gigawatt("serve", "--site", str(missing), "--port", str(free_port()))
+    assert result.returncode != 0
+    assert str(missing) in result.stderr
+    assert "cannot read" in result.stderr
+
+
+def test_serve_rejects_an_unknown_tier() -> None:
+    result = gigawatt("serve", "--preset", "demo", "--expose", "bogus", "--port", str(free_port()))
+    assert result.returncode != 0
+    assert "--expose" in result.stderr
+    assert "Uvicorn running" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "mentions"),
+    [
+        (("--preset", "bogus"), "preset"),
+        (("--preset", "demo", "--interval", "0"), "interval"),
+        (("--preset", "demo", "--log-level", "bogus"), "level"),
+    ],
+    ids=["unknown-preset", "zero-interval", "unknown-log-level"],
+)
+def test_serve_reports_bad_options_without_a_traceback(
+    args: tuple[str, ...], mentions: str
+) -> None:
+    result = gigawatt("serve", *args, "--port", str(free_port()))
+    assert result.returncode != 0, result.stderr
+    assert mentions in result.stderr
+    assert "Traceback" not in result.stderr, (
+        "an invalid option value must be a usage error, not a crash with a traceback"
+    )
