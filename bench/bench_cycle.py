@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 from collector.pipeline import Pipeline
 from collector.site.model import load_preset
 from collector.site.topology import build_topology
-from collector.sources.simulated import SimulatedSource
+from collector.sources.simulated import SimulatedSource, SimulationConfig
 from exporters import metric_table
 from exporters.exposition import Renderer
 
@@ -98,6 +98,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tier", default=metric_table.DEFAULT_TIER)
     parser.add_argument(
+        "--workload",
+        default="jobs",
+        choices=("jobs", "steady"),
+        help="simulated workload (serve's default is jobs)",
+    )
+    parser.add_argument(
         "--baseline-runs",
         type=int,
         default=1,
@@ -118,7 +124,8 @@ def main() -> None:
     )
 
     timestamps = iter(1_780_000_000.0 + 10.0 * n for n in range(10_000))
-    pipeline = Pipeline(topology, [SimulatedSource(topology)], clock=lambda: next(timestamps))
+    source = SimulatedSource(topology, SimulationConfig(workload=args.workload))
+    pipeline = Pipeline(topology, [source], clock=lambda: next(timestamps))
     renderer = Renderer(topology, args.tier)
     cycles: list[float] = []
     renders: list[float] = []
@@ -136,8 +143,8 @@ def main() -> None:
             totals.append(total)
     assert snapshot is not None and previous is not None
     print(
-        f"tier {args.tier}: {previous.series:,} series, {len(previous.body) / 1e6:.1f} MB "
-        f"per exposition; {args.runs} runs after one warm-up"
+        f"workload {args.workload}, tier {args.tier}: {previous.series:,} series, "
+        f"{len(previous.body) / 1e6:.1f} MB per exposition; {args.runs} runs after one warm-up"
     )
     print(f"  read+validate+roll up  {summary(cycles)}")
     print(f"  render (gigawatt)      {summary(renders)}")

@@ -12,9 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import polars as pl
+
+from collector.arrays import dense
 
 FloatArray = npt.NDArray[np.float64]
+
+__all__ = ["EnergyState", "advance", "dense"]
 
 
 @dataclass(frozen=True)
@@ -26,16 +29,6 @@ class EnergyState:
     @classmethod
     def zero(cls, leaves: int) -> EnergyState:
         return cls(np.zeros(leaves), np.full(leaves, np.nan), None)
-
-
-def dense(frame: pl.DataFrame, key: str, column: str, leaves: int) -> FloatArray:
-    """A column scattered onto every leaf by its index, NaN where the leaf is missing."""
-    values = np.full(leaves, np.nan)
-    if frame.height:
-        values[frame.get_column(key).to_numpy()] = frame.get_column(column).to_numpy(
-            allow_copy=True
-        )
-    return values
 
 
 def advance(

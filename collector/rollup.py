@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from collector import arrays
 from collector.site.topology import Topology
 
 FloatArray = npt.NDArray[np.float64]
@@ -65,22 +66,23 @@ def with_derived_ratios(frame: pl.DataFrame) -> pl.DataFrame:
 def node_frame(
     accelerators: pl.DataFrame, topology: Topology, accelerator_energy: FloatArray
 ) -> pl.DataFrame:
-    """Per node: its accelerators' power, temperature, memory, share reporting and energy."""
-    node_of = topology.accelerators["node_index"]
-    per_node = (
-        accelerators.with_columns(node_index=pl.lit(node_of).gather(pl.col("accelerator_index")))
-        .group_by("node_index")
-        .agg(
-            sum_or_null("power_watts").alias("accelerator_power_watts"),
-            pl.col("power_watts").count().cast(pl.UInt32).alias("accelerators_reporting"),
-            pl.col("temperature_celsius").max().alias("max_temperature_celsius"),
-            pl.col("utilization_ratio").mean().alias("accelerator_utilization_ratio"),
-            sum_or_null("memory_used_bytes").alias("memory_used_bytes"),
-        )
-    )
-    energy = np.bincount(
-        node_of.to_numpy(), weights=accelerator_energy, minlength=topology.nodes.height
-    )
+    """Per node: its accelerators' power, temperature, memory, share reporting and energy.
+
+    A node's accelerators are one contiguous index range, so each aggregate is one
+    ``reduceat`` over dense arrays rather than a 2 M-row group-by.
+    """
+    count = topology.accelerator_count
+    first = topology.nodes["first_accelerator_index"].to_numpy().astype(np.int64)
+
+    def column(name: str) -> FloatArray:
+        return arrays.dense(accelerators, "accelerator_index", name, count)
+
+    power = column("power_watts")
+    utilization = column("utilization_ratio")
+    utilization_sum = arrays.sum_by(utilization, first)
+    utilization_count = arrays.count_by(utilization, first)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        utilization_mean = utilization_sum / utilization_count
     return (
         topology.nodes.select(
             "node_index",
@@ -88,10 +90,15 @@ def node_frame(
             "capacity_watts",
             pl.col("accelerator_count").alias("accelerators_expected"),
         )
-        .join(per_node, on="node_index", how="left", maintain_order="left")
         .with_columns(
-            pl.col("accelerators_reporting").fill_null(0),
-            accelerator_energy_joules=pl.Series(energy),
+            arrays.series("accelerator_power_watts", arrays.sum_by(power, first)),
+            pl.Series("accelerators_reporting", arrays.count_by(power, first), dtype=pl.UInt32),
+            arrays.series(
+                "max_temperature_celsius", arrays.max_by(column("temperature_celsius"), first)
+            ),
+            arrays.series("accelerator_utilization_ratio", utilization_mean),
+            arrays.series("memory_used_bytes", arrays.sum_by(column("memory_used_bytes"), first)),
+            arrays.series("accelerator_energy_joules", np.add.reduceat(accelerator_energy, first)),
         )
         .with_columns(
             headroom_watts=pl.col("capacity_watts") - pl.col("accelerator_power_watts"),
@@ -274,38 +281,41 @@ def anomalous_accelerators(
     if accelerators.height == 0 or top_k <= 0:
         return pl.DataFrame(schema=columns)
     table = topology.accelerators
-    index = pl.col("accelerator_index")
-    node_mean = (nodes["accelerator_power_watts"] / nodes["accelerators_reporting"]).cast(
-        pl.Float64
-    )
-    node_of = pl.lit(table["node_index"]).gather(index)
+    index = accelerators["accelerator_index"].to_numpy()
+    power = accelerators["power_watts"].cast(pl.Float64).to_numpy()
+    temperature = accelerators["temperature_celsius"].cast(pl.Float64).to_numpy()
 
-    def attribute(column: str) -> pl.Expr:
+    def attribute(column: str) -> FloatArray | float:
         uniform = topology.uniform_value("accelerator", column)
-        return pl.lit(uniform) if uniform is not None else pl.lit(table[column]).gather(index)
+        return uniform if uniform is not None else table[column].to_numpy()[index]
 
-    scored = accelerators.select(
-        "accelerator_index",
-        "power_watts",
-        "temperature_celsius",
-        (pl.col("temperature_celsius") - attribute("max_temperature_celsius")).alias("hot"),
-        (
-            (pl.col("power_watts") - pl.lit(node_mean).gather(node_of)).abs()
-            / attribute("tdp_watts")
-        ).alias("power_outlier"),
-    )
-    picks = [
-        scored.drop_nulls(reason)
-        .top_k(top_k, by=reason)
-        .select(
-            "accelerator_index",
-            pl.lit(reason).alias("reason"),
-            pl.col(reason).alias("score"),
-            "power_watts",
-            "temperature_celsius",
+    node_mean = (nodes["accelerator_power_watts"] / nodes["accelerators_reporting"]).to_numpy()
+    node_of = table["node_index"].to_numpy()[index]
+    scores = {
+        "hot": temperature - attribute("max_temperature_celsius"),
+        "power_outlier": np.abs(power - node_mean[node_of]) / attribute("tdp_watts"),
+    }
+    picks = []
+    for reason, score in scores.items():
+        ranked = np.where(np.isfinite(score), score, -np.inf)
+        k = min(top_k, int(np.isfinite(score).sum()))
+        if k == 0:
+            continue
+        chosen = np.argpartition(-ranked, k - 1)[:k]
+        picks.append(
+            pl.DataFrame(
+                {
+                    "accelerator_index": index[chosen],
+                    "reason": [reason] * k,
+                    "score": ranked[chosen],
+                    "power_watts": power[chosen],
+                    "temperature_celsius": temperature[chosen],
+                },
+                schema=columns,
+            )
         )
-        for reason in ("hot", "power_outlier")
-    ]
+    if not picks:
+        return pl.DataFrame(schema=columns)
     return pl.concat(picks).sort("reason", "score", descending=[False, True])
 
 
