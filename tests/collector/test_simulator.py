@@ -162,8 +162,11 @@ def test_fully_training_rack_draws_25_to_30_kw_split_between_its_feeds(
     racks = per_feed["rack_watts"].to_numpy()
     assert racks.min() >= 25_000
     assert racks.max() <= 30_000
-    # Two servers: 16 chips at 92 % of idle->TDP plus hosts at 92 % of 3.0->5.5 kW, over 97 %.
-    server = 16 * (IDLE + 0.92 * (TDP - IDLE)) + 3_000 + 0.92 * 2_500
+    # Two servers: 16 chips at 92 % of idle->TDP plus hosts at 92 % of their idle->max span,
+    # over the 97 % conversion efficiency (host ratings read from the preset).
+    host_idle = float(demo.nodes["host_idle_watts"][0])
+    host_max = float(demo.nodes["host_max_watts"][0])
+    server = 16 * (IDLE + 0.92 * (TDP - IDLE)) + host_idle + 0.92 * (host_max - host_idle)
     assert racks.mean() == pytest.approx(2 * server / 0.97, rel=0.01)
     shares = per_feed["share"].to_numpy()
     assert shares.min() >= 0.40
@@ -182,7 +185,10 @@ def test_idle_rack_draws_its_idle_chips_and_hosts(demo: Topology, source: Simula
     per_feed = rack_input(demo, source.read(APRIL_MORNING).feeds).filter(
         pl.col("rack_index").is_in(idle_racks.implode())
     )
-    assert per_feed["rack_watts"].mean() == pytest.approx(2 * (16 * IDLE + 3_000) / 0.97, rel=0.03)
+    host_idle = float(demo.nodes["host_idle_watts"][0])
+    assert per_feed["rack_watts"].mean() == pytest.approx(
+        2 * (16 * IDLE + host_idle) / 0.97, rel=0.03
+    )
 
 
 def test_feed_current_is_power_over_root3_volts_power_factor(source: SimulatedSource) -> None:
