@@ -16,6 +16,8 @@ import numpy as np
 import polars as pl
 
 from collector import energy, rollup, schemas
+from collector.grid.config import GridConfig
+from collector.grid.live import GridFrames, GridMonitor, validate_meters
 from collector.site.topology import Topology
 from collector.sources.base import SampleBatch, Source
 from collector.validate import ValidationLimits, validate
@@ -31,6 +33,7 @@ class PipelineConfig:
     # Longest interval integrated into the energy counters; longer ones count as gaps.
     max_energy_gap_seconds: float = 60.0
     limits: ValidationLimits = field(default_factory=ValidationLimits)
+    grid: GridConfig = field(default_factory=GridConfig)
 
 
 @dataclass(frozen=True)
@@ -53,9 +56,35 @@ class Snapshot:
     anomalies: pl.DataFrame
     jobs: pl.DataFrame  # job, state, accelerators, power_watts, racks, energy_joules
     meters: pl.DataFrame  # fast meter samples of this cycle: meter, timestamp, power_watts
+    grid: GridFrames  # the fast path's analysis of the meters
     sources: pl.DataFrame  # source, up, read_seconds, last_success_timestamp_seconds
     accepted: pl.DataFrame  # cumulative: source, kind, samples
     rejected: pl.DataFrame  # cumulative: source, kind, reason, samples
+
+
+def meter_ratings(topology: Topology) -> dict[str, float]:
+    """What each fast meter is judged against: the contract at the point of interconnection,
+    a building's share of it (by IT capacity), a lineup's own rating."""
+    contract = topology.site.contract_watts
+    buildings = topology.buildings
+    share = contract / float(buildings["capacity_watts"].sum())
+    ratings = {"poi": contract}
+    ratings.update(
+        zip(
+            buildings["building"].to_list(),
+            (buildings["capacity_watts"] * share).to_list(),
+            strict=True,
+        )
+    )
+    lineups = topology.names("lineup").with_columns(topology.lineups["capacity_watts"])
+    ratings.update(
+        zip(
+            (lineups["building"] + "-" + lineups["lineup"]).to_list(),
+            lineups["capacity_watts"].to_list(),
+            strict=True,
+        )
+    )
+    return ratings
 
 
 class Pipeline:
@@ -85,9 +114,13 @@ class Pipeline:
             for kind in KINDS
             for reason in (*schemas.REJECTION_REASONS, "malformed")
         }
+        for source in self.sources:
+            for reason in ("not_finite", "negative", "out_of_order"):
+                self._rejected[(source.name, "meter", reason)] = 0
         self._health: dict[str, tuple[bool, float, float | None]] = {}
         self._errors_logged: set[tuple[str, str]] = set()
         self._cycles = 0
+        self._grid = GridMonitor(self.config.grid, ratings=meter_ratings(topology))
         self._rack_energy = np.zeros(topology.racks.height)
         self._job_energy = pl.DataFrame(schema={"job": pl.String, "energy_joules": pl.Float64})
         self._job_energy_total = 0.0
@@ -111,18 +144,27 @@ class Pipeline:
             self._errors_logged.add((source, what))
             log.warning(message)
 
-    def run_cycle(self) -> Snapshot:
+    def run_cycle(self, analyze_grid: bool = True) -> Snapshot:
+        """One detailed cycle. The fast meter samples it brings are always ingested; their
+        analysis (the fast path's work, timed apart in snapshot.grid.analysis_seconds and not
+        in cycle_seconds) runs unless ``analyze_grid`` is False."""
         started = time.perf_counter()
         now = self.clock()
         topology = self.topology
         accepted: dict[str, list[pl.DataFrame]] = {kind: [] for kind in KINDS}
         extras: dict[str, list[pl.DataFrame]] = {"jobs": [], "allocations": [], "meters": []}
+        meter_source: dict[str, str] = {}
         for source in self.sources:
             batch = self._read(source, now)
             if batch is None:
                 continue
             for name, frames in extras.items():
                 frame = getattr(batch, name)
+                if name == "meters" and frame.height:
+                    frame, rejected = validate_meters(frame)
+                    for reason, count in rejected.items():
+                        self._count_rejection(source.name, "meter", reason, count)
+                    meter_source.update(dict.fromkeys(frame["meter"].unique(), source.name))
                 if frame.height:
                     frames.append(frame)
             for kind in KINDS:
@@ -169,13 +211,18 @@ class Pipeline:
             unallocated_energy_joules=pl.lit(self._unallocated_energy_total),
         )
         lineups = rollup.lineup_frame(feeds, topology)
+        meters = self._frame_or_empty(extras["meters"], schemas.METER_SAMPLES)
+        for meter, count in self._grid.ingest(meters).items():
+            self._count_rejection(meter_source[meter], "meter", "out_of_order", count)
         anomalies = rollup.anomalous_accelerators(
             merged["accelerator"], nodes, topology, self.config.top_k_anomalies
         )
         self._cycles += 1
+        cycle_seconds = time.perf_counter() - started
+        grid = self._grid.analyze() if analyze_grid else GridFrames.empty()
         return Snapshot(
             timestamp=now,
-            cycle_seconds=time.perf_counter() - started,
+            cycle_seconds=cycle_seconds,
             cycles=self._cycles,
             site=site,
             buildings=buildings,
@@ -189,7 +236,8 @@ class Pipeline:
             accelerator_energy_joules=counters["accelerator"],
             anomalies=anomalies,
             jobs=jobs,
-            meters=self._frame_or_empty(extras["meters"], schemas.METER_SAMPLES),
+            meters=meters,
+            grid=grid,
             sources=self._source_frame(),
             accepted=pl.DataFrame(
                 [(s, k, n) for (s, k), n in self._accepted.items()],

@@ -68,7 +68,9 @@ def _escape_help(text: str) -> str:
 # Gauges in physical units carry 7 significant digits (0.1 W on a 30 kW rack, 1 kW on a
 # 2 GW site: finer than any meter): it halves the text and the time to write it. Counters and
 # timestamps keep every digit, since rate() over a 1e12 J counter needs them.
-ROUNDED_UNITS = frozenset({"watts", "celsius", "ratio", "amperes", "volts", "bytes"})
+ROUNDED_UNITS = frozenset(
+    {"watts", "celsius", "ratio", "amperes", "volts", "bytes", "hertz", "watts_per_second"}
+)
 SIGNIFICANT_DIGITS = 7
 
 
@@ -135,6 +137,7 @@ class Renderer:
                     "cycles": [float(snapshot.cycles)],
                     "series": [float(previous.series) if previous else None],
                     "failures": [float(cycle_failures)],
+                    "grid_analysis_seconds": [snapshot.grid.analysis_seconds],
                 },
                 schema={
                     name: pl.Float64
@@ -145,11 +148,16 @@ class Renderer:
                         "cycles",
                         "series",
                         "failures",
+                        "grid_analysis_seconds",
                     )
                 },
             ),
             "build": pl.DataFrame({"version": [self.version], "value": [1.0]}),
             "job": snapshot.jobs.with_columns(training_job=pl.col("job")),
+            "grid_meter": snapshot.grid.meters,
+            "grid_step": snapshot.grid.steps,
+            "grid_ramp": snapshot.grid.ramps,
+            "grid_band": snapshot.grid.bands,
             "job_state": snapshot.jobs.select(
                 pl.col("job").alias("training_job"), "state", pl.lit(1.0).alias("one")
             ),

@@ -29,6 +29,10 @@ EXTRA_LABELS: dict[str, tuple[str, ...]] = {
     # Not "job": Prometheus reserves that label for the scrape job and would rename ours.
     "job": ("training_job",),
     "job_state": ("training_job", "state"),
+    "grid_meter": ("meter",),
+    "grid_step": ("meter", "direction"),
+    "grid_ramp": ("meter", "window"),
+    "grid_band": ("meter", "band"),
 }
 
 UNIT_SUFFIXES = {
@@ -40,6 +44,8 @@ UNIT_SUFFIXES = {
     "amperes": "_amperes",
     "volts": "_volts",
     "bytes": "_bytes",
+    "hertz": "_hertz",
+    "watts_per_second": "_watts_per_second",
     "": "",
 }
 
@@ -532,6 +538,118 @@ METRICS: tuple[Metric, ...] = (
         "adds up to the site's IT energy since start.",
         "site",
         "unallocated_energy_joules",
+    ),
+    # --- grid-facing dynamics from the fast meters: always on (tens of meters) -----------------
+    Metric(
+        "gigawatt_grid_power_watts",
+        "gauge",
+        "watts",
+        "Latest fast reading of the meter (meter: poi = point of interconnection, a building, "
+        "or a building lineup such as B07-A).",
+        "grid_meter",
+        "power_watts",
+    ),
+    Metric(
+        "gigawatt_grid_ramp_watts_per_second",
+        "gauge",
+        "watts_per_second",
+        "Strongest ramp since the previous cycle, sign kept: the change of the window's mean "
+        "level per second (window: 1s, 60s, as configured).",
+        "grid_ramp",
+        "watts_per_second",
+    ),
+    Metric(
+        "gigawatt_grid_oscillation_frequency_hertz",
+        "gauge",
+        "hertz",
+        "Dominant oscillation frequency of the meter over the analysis history (Welch PSD).",
+        "grid_meter",
+        "dominant_frequency_hertz",
+    ),
+    Metric(
+        "gigawatt_grid_oscillation_peak_to_peak_watts",
+        "gauge",
+        "watts",
+        "Peak-to-peak amplitude of the dominant oscillation component.",
+        "grid_meter",
+        "peak_to_peak_watts",
+    ),
+    Metric(
+        "gigawatt_grid_oscillation_amplitude_watts",
+        "gauge",
+        "watts",
+        "Peak-to-peak amplitude of the strongest component inside the band; absent when the "
+        "band is not visible at the meter's sample rate.",
+        "grid_band",
+        "peak_to_peak_watts",
+    ),
+    Metric(
+        "gigawatt_grid_band_energy_ratio",
+        "gauge",
+        "ratio",
+        "Share of the meter's spectral energy (mean excluded) inside the band.",
+        "grid_band",
+        "energy_ratio",
+    ),
+    Metric(
+        "gigawatt_grid_band_visibility",
+        "gauge",
+        "",
+        "Whether the band can be seen at the meter's sample rate: 1 visible, 0.5 partly "
+        "(near Nyquist or the lowest resolvable frequency), 0 not at all.",
+        "grid_band",
+        "visibility",
+    ),
+    Metric(
+        "gigawatt_grid_episodes_total",
+        "counter",
+        "",
+        "Oscillation episodes: the band stayed above its energy-share or amplitude "
+        "threshold for the configured time. Each counted once.",
+        "grid_band",
+        "episodes",
+    ),
+    Metric(
+        "gigawatt_grid_episode_active",
+        "gauge",
+        "",
+        "1 while an oscillation episode in the band is under way, else 0.",
+        "grid_band",
+        "episode_active",
+    ),
+    Metric(
+        "gigawatt_grid_steps_total",
+        "counter",
+        "",
+        "Sustained level shifts above the step threshold within the step time (direction: "
+        "up, down). Each counted once.",
+        "grid_step",
+        "steps",
+    ),
+    Metric(
+        "gigawatt_grid_drops_total",
+        "counter",
+        "",
+        "Candidate uncommanded load drops (a fall above the drop threshold within its "
+        "window): each is worth an event record.",
+        "grid_meter",
+        "drops",
+    ),
+    Metric(
+        "gigawatt_grid_meter_samples_total",
+        "counter",
+        "",
+        "Fast samples taken in for the meter.",
+        "grid_meter",
+        "samples",
+    ),
+    Metric(
+        "gigawatt_grid_analysis_duration_seconds",
+        "gauge",
+        "seconds",
+        "Time the last fast-path analysis of every meter took.",
+        "process",
+        "grid_analysis_seconds",
     ),
     # --- the bounded anomaly list: always on ----------------------------------------------------
     Metric(

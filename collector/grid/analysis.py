@@ -348,6 +348,11 @@ def detect_steps(
     region_starts, region_stops = _runs(above)
     candidates: list[tuple[int, int, int]] = []  # (plateau left, plateau right, peak)
     for start, region_stop in zip(region_starts, region_stops, strict=True):
+        if start == 0 or region_stop == magnitude.size:
+            # The region runs into the edge of what can be judged: its true peak may lie
+            # beyond, and a shift seen half-developed would be misplaced and undersized. It
+            # is judged when more data arrives (live) or not at all (an export's edges).
+            continue
         peak = int(start + np.argmax(magnitude[start:region_stop]))
         low = magnitude[start:region_stop] < 0.9 * magnitude[peak]
         below_left = np.flatnonzero(low[: peak - start])

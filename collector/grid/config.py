@@ -262,3 +262,37 @@ def load_grid_config(path: Path) -> GridConfig:
             str(path), [GridConfigProblem("(file)", f"cannot read: {error.strerror}")]
         ) from None
     return parse_grid_config(text, str(path))
+
+
+def scaled_to_rating(config: GridConfig, rating_watts: float) -> GridConfig:
+    """The configuration for a meter of another rating: the thresholds are written for the
+    point of interconnection (``config.rating_watts``); a building or lineup meter gets every
+    absolute threshold (steps, drops, ramp limits) scaled by its share of that rating, and
+    ratio thresholds then follow its own rating."""
+    factor = rating_watts / config.rating_watts
+    if factor == 1.0:
+        return config
+
+    def scale(value: float | None) -> float | None:
+        return None if value is None else value * factor
+
+    return config.model_copy(
+        update={
+            "rating_watts": rating_watts,
+            "step": config.step.model_copy(
+                update={"threshold_watts": config.step.threshold_watts * factor}
+            ),
+            "drop": config.drop.model_copy(
+                update={"threshold_watts": config.drop.threshold_watts * factor}
+            ),
+            "ramps": tuple(
+                ramp.model_copy(
+                    update={
+                        "warn_watts_per_second": scale(ramp.warn_watts_per_second),
+                        "critical_watts_per_second": scale(ramp.critical_watts_per_second),
+                    }
+                )
+                for ramp in config.ramps
+            ),
+        }
+    )

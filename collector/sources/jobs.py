@@ -108,16 +108,22 @@ def partition(ultraservers: int, config: JobConfig, seed: int) -> Slots:
     with the unallocated ones spread as gaps between slots (so no building is all idle)."""
     allocated = round(ultraservers * config.allocation_ratio)
     sizes: list[int] = []
+    carry = 0  # what a size class could not place goes to the next, smaller class
     for entry in config.mix:
-        budget = round(allocated * entry.share)
+        budget = round(allocated * entry.share) + carry
         size = min(entry.ultraservers, max(budget, 1))
-        sizes += [size] * (budget // size if budget else 0)
+        count = budget // size if budget else 0
+        sizes += [size] * count
+        carry = budget - count * size
     while sum(sizes) > allocated and sizes:
         sizes.pop()
     order = np.random.default_rng([seed, 10]).permutation(len(sizes))
     sizes_in_order = np.asarray(sizes, dtype=np.int64)[order] if sizes else np.zeros(0, np.int64)
     idle = ultraservers - int(sizes_in_order.sum())
-    gaps = np.full(len(sizes), idle // max(len(sizes), 1), dtype=np.int64)
+    # Idle UltraServers spread as even gaps after each slot (rounded cumulative positions, so
+    # no remainder piles up at the end of the campus).
+    boundaries = np.round(np.arange(len(sizes) + 1) * idle / max(len(sizes), 1)).astype(np.int64)
+    gaps = np.diff(boundaries)
     first = np.cumsum(np.concatenate([[0], (sizes_in_order + gaps)[:-1]])).astype(np.int64)
     of_ultraserver = np.full(ultraservers, -1, dtype=np.int64)
     for slot, (start, size) in enumerate(zip(first.tolist(), sizes_in_order.tolist(), strict=True)):

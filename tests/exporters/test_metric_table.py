@@ -35,6 +35,8 @@ UNIT_SUFFIXES = {
     "amperes": "_amperes",
     "volts": "_volts",
     "bytes": "_bytes",
+    "hertz": "_hertz",
+    "watts_per_second": "_watts_per_second",
     "": "",
 }
 FORBIDDEN_UNITS = ("kilowatt", "megawatt", "gigawatts", "percent", "millisecond", "kwh", "mwh")

@@ -404,3 +404,18 @@ bands:
         "line 2: hop_seconds: must divide half a segment (10 s) or be a multiple of it",
     ]
     assert str(caught.value).startswith("grid.yaml: 4 problem(s)")
+
+
+def test_a_step_too_near_the_end_to_judge_is_left_out_not_misplaced() -> None:
+    # 5 MW step against a 1.67 MW threshold, 30 s before the end: inside the last two level
+    # windows, so it cannot be judged yet; half of it must not be reported 10 s early.
+    rate = 20.0
+    t = 1_780_000_000.0 + np.arange(int(130 * rate)) / rate
+    p = 60e6 + 5e6 * (t >= t[0] + 100.0)
+    assert detect_steps(t, p, threshold_watts=1.67e6) == ()
+    # with 40 s more data it is judged, in the right place and at full size
+    t_more = 1_780_000_000.0 + np.arange(int(170 * rate)) / rate
+    p_more = 60e6 + 5e6 * (t_more >= t_more[0] + 100.0)
+    (step,) = detect_steps(t_more, p_more, threshold_watts=1.67e6)
+    assert step.at_seconds - t_more[0] == pytest.approx(100.0, abs=0.1)
+    assert step.delta_watts == pytest.approx(5e6, rel=0.01)
