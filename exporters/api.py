@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from collector.grid.config import GridConfig, load_grid_config
 from collector.pipeline import Pipeline, PipelineConfig, Snapshot
 from collector.site.model import load_preset, load_site
 from collector.site.topology import Topology, build_topology
@@ -40,6 +41,8 @@ class ServiceSettings(BaseModel):
     seed: int = Field(default=0, ge=0)
     expose: Literal["site", "building", "hall", "row", "rack", "node", "accelerator"] = "rack"
     workload: Literal["jobs", "steady"] = "jobs"
+    # Grid thresholds, bands and windows (YAML, see collector/grid/config.py); defaults else.
+    grid_config: Path | None = None
     # Data older than this many intervals is stale: /readyz says so.
     stale_after_intervals: float = Field(default=3.0, gt=1)
     top_k_anomalies: int = Field(default=20, ge=0, le=1000)
@@ -55,11 +58,13 @@ def build_runner(settings: ServiceSettings, clock: Callable[[], float] = time.ti
     source = SimulatedSource(
         topology, SimulationConfig(seed=settings.seed, workload=settings.workload)
     )
+    grid = load_grid_config(settings.grid_config) if settings.grid_config else GridConfig()
     pipeline = Pipeline(
         topology,
         [source],
         clock=clock,
         config=PipelineConfig(
+            grid=grid,
             top_k_anomalies=settings.top_k_anomalies,
             max_energy_gap_seconds=max(60.0, 3 * settings.interval_seconds),
         ),

@@ -99,6 +99,9 @@ def serve(
     workload: Annotated[
         str, typer.Option(help="simulated workload: jobs (training job model) or steady")
     ] = "jobs",
+    grid_config: Annotated[
+        Path | None, typer.Option(help="grid thresholds, bands and windows (YAML)")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
     """Run the simulated campus and serve /metrics and the HTTP API."""
@@ -115,6 +118,14 @@ def serve(
         raise typer.BadParameter("--log-level must be one of debug, info, warning, error")
     if site:
         _choose_site(None, site)  # report every problem before starting anything
+    if grid_config:
+        from collector.grid.config import GridConfigError, load_grid_config
+
+        try:
+            load_grid_config(grid_config)
+        except GridConfigError as error:
+            typer.echo(str(error), err=True)
+            raise typer.Exit(2) from None
     try:
         settings = ServiceSettings(
             preset=None if site else (preset or "campus"),
@@ -125,6 +136,7 @@ def serve(
             seed=seed,
             expose=expose,
             workload=workload,
+            grid_config=grid_config,
         )
     except ValidationError as error:
         problems = "; ".join(

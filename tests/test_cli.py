@@ -179,3 +179,13 @@ def test_no_arguments_prints_help() -> None:
     result = gigawatt()
     assert "serve" in result.stdout + result.stderr
     assert "Usage" in result.stdout + result.stderr
+
+
+def test_serve_refuses_a_bad_grid_config_listing_every_problem(tmp_path: Path) -> None:
+    config = tmp_path / "grid.yaml"
+    config.write_text("rating_watts: -5\nbands: []\n", encoding="utf-8")
+    result = gigawatt("serve", "--preset", "demo", "--grid-config", str(config))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "line 1: rating_watts" in result.stderr
+    assert "line 2: bands" in result.stderr
