@@ -4,7 +4,8 @@
                                           [--baseline-runs 1]
 
 A cycle = the simulator generating every sample (2.15 M accelerators at the campus preset),
-validation, roll-ups, energy integration and rendering the chosen tier. It prints each
+validation, roll-ups, energy integration and rendering the chosen tier. The fast meters'
+grid analysis is left out here and measured by bench/bench_fast_path.py. It prints each
 stage's median, min and max over the runs, the peak resident memory of the process, and the
 same snapshot rendered through prometheus_client's standard path (a custom collector yielding
 GaugeMetricFamily/CounterMetricFamily, then generate_latest) with the ratio of the two.
@@ -134,7 +135,9 @@ def main() -> None:
     snapshot = None
     for run in range(args.runs + 1):  # the first run warms caches and is not counted
         begin = time.perf_counter()
-        snapshot = pipeline.run_cycle()
+        # The detailed path only: the fast meters' analysis has its own benchmark
+        # (bench/bench_fast_path.py).
+        snapshot = pipeline.run_cycle(analyze_grid=False)
         previous = renderer.render(snapshot, previous)
         total = time.perf_counter() - begin
         if run:
