@@ -270,6 +270,10 @@ def anomalous_accelerators(
     ``hot``: the top K by temperature margin to the chip's limit (closest first).
     ``power_outlier``: the top K by distance from their node's mean power, as a share of TDP
     (in synchronous training a chip that differs from its 15 peers is stalled or failing).
+
+    The K best chips lie in at most K nodes, so the nodes are ranked first by their best chip
+    (a reduceat over contiguous ranges) and only their chips are ranked: no sort or partition
+    over millions of chips.
     """
     columns = {
         "accelerator_index": pl.UInt32,
@@ -281,31 +285,39 @@ def anomalous_accelerators(
     if accelerators.height == 0 or top_k <= 0:
         return pl.DataFrame(schema=columns)
     table = topology.accelerators
-    index = accelerators["accelerator_index"].to_numpy()
-    power = accelerators["power_watts"].cast(pl.Float64).to_numpy()
-    temperature = accelerators["temperature_celsius"].cast(pl.Float64).to_numpy()
+    count = topology.accelerator_count
+    first = topology.nodes["first_accelerator_index"].to_numpy().astype(np.int64)
+    power = arrays.dense(accelerators, "accelerator_index", "power_watts", count)
+    temperature = arrays.dense(accelerators, "accelerator_index", "temperature_celsius", count)
 
     def attribute(column: str) -> FloatArray | float:
         uniform = topology.uniform_value("accelerator", column)
-        return uniform if uniform is not None else table[column].to_numpy()[index]
+        return uniform if uniform is not None else table[column].to_numpy()
 
-    node_mean = (nodes["accelerator_power_watts"] / nodes["accelerators_reporting"]).to_numpy()
-    node_of = table["node_index"].to_numpy()[index]
-    scores = {
-        "hot": temperature - attribute("max_temperature_celsius"),
-        "power_outlier": np.abs(power - node_mean[node_of]) / attribute("tdp_watts"),
-    }
+    with np.errstate(invalid="ignore", divide="ignore"):
+        node_mean = (nodes["accelerator_power_watts"] / nodes["accelerators_reporting"]).to_numpy()
+        scores = {
+            "hot": temperature - attribute("max_temperature_celsius"),
+            "power_outlier": np.abs(power - np.repeat(node_mean, np.diff(np.append(first, count))))
+            / attribute("tdp_watts"),
+        }
+    ends = np.append(first[1:], count)
     picks = []
     for reason, score in scores.items():
         ranked = np.where(np.isfinite(score), score, -np.inf)
-        k = min(top_k, int(np.isfinite(score).sum()))
-        if k == 0:
+        node_best = np.maximum.reduceat(ranked, first)
+        k_nodes = min(top_k, int(np.isfinite(node_best).sum()))
+        if k_nodes == 0:
             continue
-        chosen = np.argpartition(-ranked, k - 1)[:k]
+        best_nodes = np.argpartition(-node_best, k_nodes - 1)[:k_nodes]
+        chips = np.concatenate([np.arange(first[n], ends[n]) for n in best_nodes.tolist()])
+        chips = chips[np.isfinite(ranked[chips])]
+        k = min(top_k, chips.size)
+        chosen = chips[np.argsort(-ranked[chips], kind="stable")[:k]]
         picks.append(
             pl.DataFrame(
                 {
-                    "accelerator_index": index[chosen],
+                    "accelerator_index": chosen.astype(np.uint32),
                     "reason": [reason] * k,
                     "score": ranked[chosen],
                     "power_watts": power[chosen],

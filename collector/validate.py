@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from collector import schemas
@@ -110,7 +111,8 @@ def validate(
     measures = schemas.measurement_columns(kind)
     frame = schemas.conform(frame, schemas.SAMPLE_SCHEMAS[kind], f"{kind} samples", lenient=(key,))
     # A source that does not stamp its samples read them during this cycle.
-    frame = frame.with_columns(pl.col("timestamp_seconds").fill_null(now))
+    if frame.get_column("timestamp_seconds").null_count():
+        frame = frame.with_columns(pl.col("timestamp_seconds").fill_null(now))
     present_in_row = pl.sum_horizontal(pl.col(c).is_not_null().cast(pl.UInt32) for c in measures)
 
     key_col = pl.col(key)
@@ -122,8 +124,8 @@ def validate(
     # A strictly increasing key column (what sources normally send) has no duplicates;
     # only otherwise pay for a hash of every key.
     keys = frame.get_column(key)
-    strictly_increasing = keys.null_count() == 0 and (
-        keys.len() < 2 or bool((keys.cast(pl.Int64).diff().drop_nulls() > 0).all())
+    strictly_increasing = keys.null_count() == 0 and bool(
+        np.all(np.diff(keys.to_numpy().astype(np.int64)) > 0)
     )
     # Only rows that passed the other checks compete: a stale row must not shadow a fresh one.
     candidate = ~unknown & ~bad_time & ~stale & ~future

@@ -200,6 +200,7 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         path = parts.path.rstrip("/") or "/"
         body = self._request_body()
+        self._counted = True
         with owner.lock:
             owner.requests.append((method, path))
             owner.in_flight += 1
@@ -224,10 +225,20 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
         finally:
-            if owner.tracker is not None:
-                owner.tracker.leave()
-            with owner.lock:
-                owner.in_flight -= 1
+            self._leave()
+
+    def _leave(self) -> None:
+        """The request stops counting as in flight, once: just before its response is written,
+        since a client may send its next request the moment the response arrives, before this
+        thread gets to run again (counting after the write made two requests seem to overlap)."""
+        if not getattr(self, "_counted", False):
+            return
+        self._counted = False
+        owner = self.server.owner
+        if owner.tracker is not None:
+            owner.tracker.leave()
+        with owner.lock:
+            owner.in_flight -= 1
 
     def _request_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -292,6 +303,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(payload).encode(), headers)
 
     def _send(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
+        self._leave()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
