@@ -270,8 +270,8 @@ class Pipeline:
         # Counters for the jobs still reported; a finished job's series simply ends.
         energy = (
             jobs.select("job")
-            .join(self._job_energy, on="job", how="left")
-            .join(per_job, on="job", how="left")
+            .join(self._job_energy, on="job", how="left", maintain_order="left")
+            .join(per_job, on="job", how="left", maintain_order="left")
             .select(
                 "job",
                 (pl.col("energy_joules").fill_null(0.0) + pl.col("joules").fill_null(0.0)).alias(
@@ -280,7 +280,9 @@ class Pipeline:
             )
         )
         self._job_energy = energy
-        return rollup.job_frame(jobs, allocations, racks).join(energy, on="job", how="left")
+        return rollup.job_frame(jobs, allocations, racks).join(
+            energy, on="job", how="left", maintain_order="left"
+        )
 
     def _count_rejection(self, source: str, kind: str, reason: str, count: int) -> None:
         key = (source, kind, reason)

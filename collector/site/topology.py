@@ -253,6 +253,7 @@ def build_topology(site: Site) -> Topology:
             lineups.select("building_index", pl.col("lineup").alias("feed"), "lineup_index"),
             on=["building_index", "feed"],
             how="left",
+            maintain_order="left",  # row order becomes feed_index: keep racks' feeds together
         )
         .drop("building_index")
     )
