@@ -57,7 +57,8 @@ class Snapshot:
     jobs: pl.DataFrame  # job, state, accelerators, power_watts, racks, energy_joules
     meters: pl.DataFrame  # fast meter samples of this cycle: meter, timestamp, power_watts
     grid: GridFrames  # the fast path's analysis of the meters
-    sources: pl.DataFrame  # source, up, read_seconds, last_success_timestamp_seconds
+    sources: pl.DataFrame  # source, target, up, read_seconds, last_success_timestamp_seconds
+    problems: pl.DataFrame  # cumulative: source, reason, problems
     accepted: pl.DataFrame  # cumulative: source, kind, samples
     rejected: pl.DataFrame  # cumulative: source, kind, reason, samples
 
@@ -117,7 +118,12 @@ class Pipeline:
         for source in self.sources:
             for reason in ("not_finite", "negative", "out_of_order"):
                 self._rejected[(source.name, "meter", reason)] = 0
-        self._health: dict[str, tuple[bool, float, float | None]] = {}
+        # (source, target) -> (up, seconds, last success); a source without targets of its
+        # own is one target named after it.
+        self._health: dict[tuple[str, str], tuple[bool, float, float | None]] = {
+            (source.name, source.name): (False, 0.0, None) for source in self.sources
+        }
+        self._problems: dict[tuple[str, str], int] = {}
         self._errors_logged: set[tuple[str, str]] = set()
         self._cycles = 0
         self._grid = GridMonitor(self.config.grid, ratings=meter_ratings(topology))
@@ -132,11 +138,38 @@ class Pipeline:
             batch = source.read(now)
         except Exception as error:  # a broken source costs its own data, never the cycle
             elapsed = time.perf_counter() - started
-            last = self._health.get(source.name, (False, 0.0, None))[2]
-            self._health[source.name] = (False, elapsed, last)
+            for key, (_, _, last) in list(self._health.items()):
+                if key[0] == source.name:
+                    self._health[key] = (False, elapsed, last)
             self._log_once(source.name, "read", f"source {source.name}: read failed: {error!r}")
             return None
-        self._health[source.name] = (True, time.perf_counter() - started, now)
+        elapsed = time.perf_counter() - started
+        if batch.targets.height == 0:
+            self._health[(source.name, source.name)] = (True, elapsed, now)
+        else:
+            self._health.pop((source.name, source.name), None)
+            for target, up, seconds in batch.targets.select(
+                "target", "up", "duration_seconds"
+            ).rows():
+                last = self._health.get((source.name, target), (False, 0.0, None))[2]
+                self._health[(source.name, target)] = (
+                    bool(up),
+                    seconds or 0.0,
+                    now if up else last,
+                )
+        for reason, count, example in (
+            batch.problems.group_by("reason")
+            .agg(pl.len(), pl.format("{}: {}", "location", "message").first())
+            .rows()
+        ):
+            key = (source.name, reason)
+            self._problems[key] = self._problems.get(key, 0) + count
+            self._log_once(
+                source.name,
+                f"problem:{reason}",
+                f"source {source.name}: {count} problem(s) ({reason}), e.g. {example}; counted "
+                "in gigawatt_source_problems_total, logged once",
+            )
         return batch
 
     def _log_once(self, source: str, what: str, message: str) -> None:
@@ -239,6 +272,7 @@ class Pipeline:
             meters=meters,
             grid=grid,
             sources=self._source_frame(),
+            problems=self._problem_frame(),
             accepted=pl.DataFrame(
                 [(s, k, n) for (s, k), n in self._accepted.items()],
                 schema={"source": pl.String, "kind": pl.String, "samples": pl.UInt64},
@@ -314,19 +348,28 @@ class Pipeline:
         return {kind: state.joules for kind, state in self._energy.items()}
 
     def _source_frame(self) -> pl.DataFrame:
-        names = [source.name for source in self.sources]
-        health = [self._health.get(name, (False, 0.0, None)) for name in names]
+        rows = [
+            (source, target, 1.0 if up else 0.0, seconds, last)
+            for (source, target), (up, seconds, last) in sorted(self._health.items())
+        ]
         return pl.DataFrame(
-            {
-                "source": names,
-                "up": [1.0 if up else 0.0 for up, _, _ in health],
-                "read_seconds": [seconds for _, seconds, _ in health],
-                "last_success_timestamp_seconds": [last for _, _, last in health],
-            },
+            rows,
             schema={
                 "source": pl.String,
+                "target": pl.String,
                 "up": pl.Float64,
                 "read_seconds": pl.Float64,
                 "last_success_timestamp_seconds": pl.Float64,
             },
+            orient="row",
+        )
+
+    def _problem_frame(self) -> pl.DataFrame:
+        return pl.DataFrame(
+            [
+                (source, reason, float(count))
+                for (source, reason), count in sorted(self._problems.items())
+            ],
+            schema={"source": pl.String, "reason": pl.String, "problems": pl.Float64},
+            orient="row",
         )

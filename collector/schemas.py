@@ -113,6 +113,13 @@ PROBLEMS: Schema = {
     "message": pl.String,  # what a person needs to fix it
 }
 
+# Health of each target a source reads in a cycle (a BMC, an exporter URL, a local device).
+TARGET_HEALTH: Schema = {
+    "target": pl.String,
+    "up": pl.Float64,  # 1 read, 0 not
+    "duration_seconds": pl.Float64,
+}
+
 # --- rejection counts ------------------------------------------------------------------------
 
 REJECTIONS: Schema = {

@@ -127,6 +127,7 @@ class Renderer:
             "feed": snapshot.feeds,
             "node": snapshot.nodes,
             "source": snapshot.sources,
+            "problem": snapshot.problems,
             "accepted": snapshot.accepted,
             "rejected": snapshot.rejected,
             "process": pl.DataFrame(

@@ -21,7 +21,8 @@ DEFAULT_TIER = "rack"
 # Labels of the frames that are not physical levels.
 EXTRA_LABELS: dict[str, tuple[str, ...]] = {
     "anomaly": (*LEVEL_LABELS["accelerator"], "reason"),
-    "source": ("source",),
+    "source": ("source", "target"),
+    "problem": ("source", "reason"),
     "accepted": ("source", "kind"),
     "rejected": ("source", "kind", "reason"),
     "process": (),
@@ -674,7 +675,8 @@ METRICS: tuple[Metric, ...] = (
         "gigawatt_source_up",
         "gauge",
         "",
-        "1 when the source's last read succeeded, else 0.",
+        "1 when the source's last read of the target succeeded, else 0 (target: a BMC, an "
+        "exporter URL, a device; a source without targets of its own is its only target).",
         "source",
         "up",
     ),
@@ -693,6 +695,15 @@ METRICS: tuple[Metric, ...] = (
         "Unix time of the source's last successful read.",
         "source",
         "last_success_timestamp_seconds",
+    ),
+    Metric(
+        "gigawatt_source_problems_total",
+        "counter",
+        "",
+        "Problems a source reported, by reason (a dangling Redfish link, a parse error, an "
+        "unsupported field, a target that timed out...); each reason is logged once.",
+        "problem",
+        "problems",
     ),
     Metric(
         "gigawatt_samples_accepted_total",

@@ -27,6 +27,10 @@ class SampleBatch:
         default_factory=lambda: schemas.empty(schemas.ALLOCATION_SAMPLES)
     )
     meters: pl.DataFrame = field(default_factory=lambda: schemas.empty(schemas.METER_SAMPLES))
+    # Per-target health and problems, for sources that read many targets (BMCs, exporters).
+    # A source that leaves targets empty is one target named after the source.
+    targets: pl.DataFrame = field(default_factory=lambda: schemas.empty(schemas.TARGET_HEALTH))
+    problems: pl.DataFrame = field(default_factory=lambda: schemas.empty(schemas.PROBLEMS))
 
     def frame(self, kind: str) -> pl.DataFrame:
         return {"accelerator": self.accelerators, "feed": self.feeds, "building": self.buildings}[

@@ -369,3 +369,43 @@ def test_campus_stays_within_it_capacity_and_under_the_contract_all_year(
         assert site["contract_headroom_watts"] >= 0.0
         pues.append(site["pue_ratio"])
     assert pues[0] > pues[1]
+
+
+class TwoTargets:
+    """A source that reads two targets: one answers, one does not and reports a problem."""
+
+    name = "bmcs"
+
+    def read(self, now: float) -> SampleBatch:
+        return SampleBatch(
+            targets=pl.DataFrame(
+                {
+                    "target": ["https://bmc-1", "https://bmc-2"],
+                    "up": [1.0, 0.0],
+                    "duration_seconds": [0.2, 2.0],
+                }
+            ),
+            problems=pl.DataFrame(
+                {
+                    "source": ["redfish"],
+                    "target": ["https://bmc-2"],
+                    "location": ["/redfish/v1"],
+                    "reason": ["timeout"],
+                    "message": ["no answer within 2 s"],
+                }
+            ),
+        )
+
+
+def test_health_is_kept_per_target_and_problems_are_counted_by_reason(demo: Topology) -> None:
+    pipeline = Pipeline(demo, [TwoTargets()], clock=ticking(START, 10.0, 2))
+    first = pipeline.run_cycle()
+    second = pipeline.run_cycle()
+    health = {row["target"]: row for row in second.sources.to_dicts()}
+    assert set(health) == {"https://bmc-1", "https://bmc-2"}  # no row for the source itself
+    assert health["https://bmc-1"]["up"] == 1.0
+    assert health["https://bmc-1"]["last_success_timestamp_seconds"] == second.timestamp
+    assert health["https://bmc-2"]["up"] == 0.0
+    assert health["https://bmc-2"]["last_success_timestamp_seconds"] is None  # never, not 0
+    assert first.problems.to_dicts() == [{"source": "bmcs", "reason": "timeout", "problems": 1.0}]
+    assert second.problems["problems"].to_list() == [2.0]

@@ -235,6 +235,7 @@ def test_site_summary(service: Service, site: Site) -> None:
     assert body["sources"] == [
         {
             "source": "simulated",
+            "target": "simulated",  # a source without targets of its own is its only target
             "up": 1.0,
             "read_seconds": pytest.approx(body["sources"][0]["read_seconds"]),
             "last_success_timestamp_seconds": snapshot.timestamp,

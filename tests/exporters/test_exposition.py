@@ -487,7 +487,7 @@ def test_a_source_name_needing_escapes_round_trips(topology: Topology) -> None:
     rendered = render(topology, snapshot, "site")
     assert b'source="sim\\"ul\\\\ated\\nsource"' in rendered.body
     exposition = Exposition.parse(rendered.body)
-    assert exposition.value("gigawatt_source_up", source=source.name) == 1.0
+    assert exposition.value("gigawatt_source_up", source=source.name, target=source.name) == 1.0
 
 
 # --- promtool and values ---------------------------------------------------------------------
@@ -543,7 +543,7 @@ def test_values_round_trip(
     }
     for labels, value in exposition.series("gigawatt_samples_accepted_total"):
         assert value == accepted[(labels["source"], labels["kind"])]
-    assert exposition.value("gigawatt_source_up", source="simulated") == 1.0
+    assert exposition.value("gigawatt_source_up", source="simulated", target="simulated") == 1.0
     assert exposition.value("gigawatt_build_info", version="9.9.9-test") == 1.0
 
 

@@ -57,7 +57,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "gigawatt_cycle_duration_seconds": (),
     "gigawatt_samples_accepted_total": ("source", "kind"),
     "gigawatt_samples_rejected_total": ("source", "kind", "reason"),
-    "gigawatt_source_up": ("source",),
+    "gigawatt_source_up": ("source", "target"),
 }
 
 IDS = [metric.name for metric in METRICS]
@@ -188,6 +188,10 @@ def test_tiers_nest() -> None:
         metric_table.enabled("datacenter")
 
 
+# Series that exist only once a source has reported a problem.
+ONLY_WHEN_SOMETHING_GOES_WRONG = {"gigawatt_source_problems_total"}
+
+
 @pytest.mark.parametrize("metric", METRICS, ids=IDS)
 def test_column_exists_in_the_frame_the_renderer_reads(
     metric: metric_table.Metric, demo: tuple[Topology, Snapshot]
@@ -202,6 +206,8 @@ def test_column_exists_in_the_frame_the_renderer_reads(
         f"({', '.join(labelled.columns)})"
     )
     assert labelled.schema[metric.column].is_numeric()
+    if metric.name in ONLY_WHEN_SOMETHING_GOES_WRONG:
+        return  # pinned by tests that make it go wrong (tests/collector/test_pipeline.py)
     assert labelled.height > 0, f"{metric.name}: frame {metric.frame!r} is empty in a demo cycle"
     assert labelled.get_column(metric.column).is_not_null().any(), f"{metric.name}: all null"
 

@@ -152,7 +152,8 @@ def test_scrape_is_valid_and_cycles_advance(server: Server, promtool: str) -> No
     assert after[cycles] > before[cycles] >= 1
     energy = ("gigawatt_site_it_energy_joules_total", ())
     assert after[energy] > before[energy]
-    assert after[("gigawatt_source_up", (("source", "simulated"),))] == 1.0
+    source_up = ("gigawatt_source_up", (("source", "simulated"), ("target", "simulated")))
+    assert after[source_up] == 1.0
     assert after[("gigawatt_build_info", (("version", VERSION),))] == 1.0
     # The default tier is rack: racks yes, accelerators no.
     names = {name for name, _ in after}

@@ -1,0 +1,157 @@
+"""The inventory: which topology entity each device that real sources see belongs to.
+
+An inventory is a CSV with three columns, one row per device:
+
+    host,device,entity
+    gpu-node-017,GPU-8f3a61c2-0b4e-4c6a-9d7e-2f1e5a9c0b11,B01-H1-R01-K01-N1-A03
+    ,GPU-5d1c0e77-...,B01-H1-R01-K01-N2-A00
+    10.20.1.15,/redfish/v1/PowerEquipment/RackPDUs/1,B01-H1-R01-K01/A
+
+* ``host`` is what the reading names as its host (a hostname, a BMC or PDU address); empty
+  when the device identity is unique on its own (a GPU UUID).
+* ``device`` is the reading's device: a GPU UUID, a Neuron device (``neuron3``), a Redfish
+  resource path.
+* ``entity`` is a global topology id: an accelerator (``B01-H1-R01-K01-N1-A03``) or a rack
+  PDU feed (``B01-H1-R01-K01/A``: rack, slash, feed).
+
+Loading validates every row against the topology and lists every problem with its line;
+identity never rests on a GPU index alone.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from collector.site.topology import Topology
+
+
+@dataclass(frozen=True)
+class InventoryProblem:
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+class InventoryError(Exception):
+    def __init__(self, source: str, problems: list[InventoryProblem]) -> None:
+        self.source = source
+        self.problems = problems
+        listing = "\n".join(f"  {problem}" for problem in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s)\n{listing}")
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """Resolved rows: (host, device) -> accelerator index or feed index."""
+
+    accelerators: pl.DataFrame  # host (may be ""), device, accelerator_index
+    feeds: pl.DataFrame  # host (may be ""), device, feed_index
+
+    @classmethod
+    def empty(cls) -> Inventory:
+        return cls(
+            accelerators=pl.DataFrame(
+                schema={"host": pl.String, "device": pl.String, "accelerator_index": pl.UInt32}
+            ),
+            feeds=pl.DataFrame(
+                schema={"host": pl.String, "device": pl.String, "feed_index": pl.UInt32}
+            ),
+        )
+
+
+def resolve_accelerators(topology: Topology, names: pl.Series) -> pl.Series:
+    """Index of each accelerator id (``<node>-A<n>``); null where unknown."""
+    frame = pl.DataFrame({"name": names.cast(pl.String)}).with_columns(
+        node=pl.col("name").str.extract(r"^(.*)-A\d+$", 1),
+        local=pl.col("name").str.extract(r"-A(\d+)$", 1).cast(pl.Int64, strict=False),
+    )
+    node_index = topology.resolve("node", frame["node"])
+    nodes = topology.nodes
+    first = pl.lit(nodes["first_accelerator_index"].cast(pl.Int64)).gather(pl.col("node_index"))
+    count = pl.lit(nodes["accelerator_count"].cast(pl.Int64)).gather(pl.col("node_index"))
+    return (
+        frame.with_columns(node_index=node_index)
+        .select(
+            pl.when(
+                pl.col("node_index").is_not_null()
+                & pl.col("local").is_not_null()
+                & (pl.col("local") < pl.when(pl.col("node_index").is_not_null()).then(count))
+            )
+            .then(first + pl.col("local"))
+            .cast(pl.UInt32)
+            .alias("accelerator_index")
+        )
+        .to_series()
+    )
+
+
+def parse_inventory(text: str, topology: Topology, source: str = "<inventory>") -> Inventory:
+    """Parse and resolve an inventory CSV; raise InventoryError listing every problem."""
+    rows = list(csv.reader(text.splitlines()))
+    problems: list[InventoryProblem] = []
+    if not rows or [cell.strip() for cell in rows[0]] != ["host", "device", "entity"]:
+        raise InventoryError(source, [InventoryProblem(1, "the header must be host,device,entity")])
+    hosts, devices, entities, lines = [], [], [], []
+    for number, row in enumerate(rows[1:], start=2):
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) != 3:
+            problems.append(InventoryProblem(number, f"expected 3 columns, found {len(row)}"))
+            continue
+        host, device, entity = (cell.strip() for cell in row)
+        if not device or not entity:
+            problems.append(InventoryProblem(number, "device and entity are required"))
+            continue
+        hosts.append(host)
+        devices.append(device)
+        entities.append(entity)
+        lines.append(number)
+    frame = pl.DataFrame(
+        {"host": hosts, "device": devices, "entity": entities, "line": lines},
+        schema={"host": pl.String, "device": pl.String, "entity": pl.String, "line": pl.Int64},
+    )
+    is_feed = pl.col("entity").str.contains("/", literal=True)
+    feeds = frame.filter(is_feed).with_columns(
+        rack=pl.col("entity").str.split("/").list.first(),
+        feed=pl.col("entity").str.split("/").list.last(),
+    )
+    feeds = feeds.with_columns(feed_index=topology.resolve_feed(feeds["rack"], feeds["feed"]))
+    accelerators = frame.filter(~is_feed)
+    accelerators = accelerators.with_columns(
+        accelerator_index=resolve_accelerators(topology, accelerators["entity"])
+    )
+    for kind, table, column in (
+        ("accelerator", accelerators, "accelerator_index"),
+        ("rack feed", feeds, "feed_index"),
+    ):
+        for line, entity in table.filter(pl.col(column).is_null()).select("line", "entity").rows():
+            problems.append(InventoryProblem(line, f"unknown {kind} {entity!r} in this site"))
+    both = pl.concat(
+        [accelerators.select("host", "device", "line"), feeds.select("host", "device", "line")]
+    )
+    repeated = both.filter(pl.struct("host", "device").is_duplicated())
+    for line, host, device in repeated.select("line", "host", "device").rows():
+        problems.append(
+            InventoryProblem(line, f"device {device!r} of host {host!r} is listed twice")
+        )
+    if problems:
+        raise InventoryError(source, sorted(problems, key=lambda problem: problem.line))
+    return Inventory(
+        accelerators=accelerators.select("host", "device", "accelerator_index"),
+        feeds=feeds.select("host", "device", "feed_index"),
+    )
+
+
+def load_inventory(path: Path, topology: Topology) -> Inventory:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        problem = InventoryProblem(0, f"cannot read: {error.strerror}")
+        raise InventoryError(str(path), [problem]) from None
+    return parse_inventory(text, topology, str(path))
