@@ -17,10 +17,12 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from collector.collectors import build_sources
 from collector.grid.config import GridConfig, load_grid_config
 from collector.pipeline import Pipeline, PipelineConfig, Snapshot
 from collector.site.model import load_preset, load_site
 from collector.site.topology import Topology, build_topology
+from collector.sources.base import Source
 from collector.sources.simulated import SimulatedSource, SimulationConfig
 from exporters.exposition import CONTENT_TYPE, Renderer
 from exporters.service import CycleRunner, Published
@@ -43,6 +45,8 @@ class ServiceSettings(BaseModel):
     workload: Literal["jobs", "steady"] = "jobs"
     # Grid thresholds, bands and windows (YAML, see collector/grid/config.py); defaults else.
     grid_config: Path | None = None
+    # Real sources and their inventory (YAML, see collector/collectors.py); else the simulator.
+    collectors: Path | None = None
     # Data older than this many intervals is stale: /readyz says so.
     stale_after_intervals: float = Field(default=3.0, gt=1)
     top_k_anomalies: int = Field(default=20, ge=0, le=1000)
@@ -55,13 +59,19 @@ def build_runner(settings: ServiceSettings, clock: Callable[[], float] = time.ti
         else load_preset(settings.preset or "campus")
     )
     topology = build_topology(site)
-    source = SimulatedSource(
-        topology, SimulationConfig(seed=settings.seed, workload=settings.workload)
+    sources: list[Source] = (
+        build_sources(settings.collectors, topology)
+        if settings.collectors
+        else [
+            SimulatedSource(
+                topology, SimulationConfig(seed=settings.seed, workload=settings.workload)
+            )
+        ]
     )
     grid = load_grid_config(settings.grid_config) if settings.grid_config else GridConfig()
     pipeline = Pipeline(
         topology,
-        [source],
+        sources,
         clock=clock,
         config=PipelineConfig(
             grid=grid,

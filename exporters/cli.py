@@ -102,6 +102,10 @@ def serve(
     grid_config: Annotated[
         Path | None, typer.Option(help="grid thresholds, bands and windows (YAML)")
     ] = None,
+    collectors: Annotated[
+        Path | None,
+        typer.Option(help="real sources and their inventory (YAML); without it, the simulator"),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
     """Run the simulated campus and serve /metrics and the HTTP API."""
@@ -126,6 +130,16 @@ def serve(
         except GridConfigError as error:
             typer.echo(str(error), err=True)
             raise typer.Exit(2) from None
+    if collectors:
+        from collector.collectors import CollectorsError, build_sources
+        from collector.inventory import InventoryError
+        from collector.site.topology import build_topology
+
+        try:  # every problem in the file and its inventory, before starting anything
+            build_sources(collectors, build_topology(_choose_site(preset, site)))
+        except (CollectorsError, InventoryError) as error:
+            typer.echo(str(error), err=True)
+            raise typer.Exit(2) from None
     try:
         settings = ServiceSettings(
             preset=None if site else (preset or "campus"),
@@ -137,6 +151,7 @@ def serve(
             expose=expose,
             workload=workload,
             grid_config=grid_config,
+            collectors=collectors,
         )
     except ValidationError as error:
         problems = "; ".join(

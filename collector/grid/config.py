@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from collector.site.model import _line_index, _nearest_line
+from collector.yaml_lines import line_index, nearest_line
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -235,7 +235,7 @@ def parse_grid_config(text: str, source: str = "<grid config>") -> GridConfig:
         raise GridConfigError(
             source, [GridConfigProblem("(file)", "the top level must be a mapping", 1)]
         )
-    lines = _line_index(text)
+    lines = line_index(text)
     try:
         config = GridConfig.model_validate(data)
     except ValidationError as error:
@@ -243,10 +243,10 @@ def parse_grid_config(text: str, source: str = "<grid config>") -> GridConfig:
         for detail in error.errors():
             path = tuple(detail["loc"])
             location = ".".join(str(part) for part in path) or "(file)"
-            problems.append(GridConfigProblem(location, detail["msg"], _nearest_line(lines, path)))
+            problems.append(GridConfigProblem(location, detail["msg"], nearest_line(lines, path)))
         raise GridConfigError(source, problems) from None
     cross = [
-        GridConfigProblem(".".join(str(p) for p in path), message, _nearest_line(lines, path))
+        GridConfigProblem(".".join(str(p) for p in path), message, nearest_line(lines, path))
         for path, message in _cross_field_problems(config)
     ]
     if cross:

@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from collector.yaml_lines import line_index, nearest_line
+
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 PositiveInt = Annotated[int, Field(gt=0)]
 Ratio = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
@@ -208,41 +210,6 @@ def _cross_reference_problems(site: Site) -> Iterable[tuple[tuple[str | int, ...
         seen.add(building_name)
 
 
-def _line_index(text: str) -> dict[tuple[str | int, ...], int]:
-    """Map each YAML path to the 1-based line where it starts, for error messages."""
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return {}
-    lines: dict[tuple[str | int, ...], int] = {}
-
-    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
-        # A mapping key's own line wins over the line where its value (a block) starts.
-        lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                child = (*path, str(key.value))
-                lines[child] = key.start_mark.line + 1
-                walk(value, child)
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                walk(item, (*path, index))
-
-    if root is not None:
-        walk(root, ())
-    return lines
-
-
-def _nearest_line(
-    lines: dict[tuple[str | int, ...], int], path: tuple[str | int, ...]
-) -> int | None:
-    for depth in range(len(path), -1, -1):
-        line = lines.get(path[:depth])
-        if line is not None:
-            return line
-    return None
-
-
 def parse_site(text: str, source: str = "<site>") -> Site:
     """Parse and validate a site file's text; raise SiteError listing every problem."""
     try:
@@ -253,11 +220,11 @@ def parse_site(text: str, source: str = "<site>") -> Site:
         raise SiteError(source, [SiteProblem("(file)", f"not valid YAML: {error}", line)]) from None
     if not isinstance(data, dict):
         raise SiteError(source, [SiteProblem("(file)", "the top level must be a mapping", 1)])
-    lines = _line_index(text)
+    lines = line_index(text)
 
     def located(path: tuple[str | int, ...], message: str) -> SiteProblem:
         location = ".".join(str(part) for part in path) or "(file)"
-        return SiteProblem(location, message, _nearest_line(lines, path))
+        return SiteProblem(location, message, nearest_line(lines, path))
 
     try:
         site = Site.model_validate(data)

@@ -236,3 +236,91 @@ def test_serve_reports_bad_options_without_a_traceback(
     assert "Traceback" not in result.stderr, (
         "an invalid option value must be a usage error, not a crash with a traceback"
     )
+
+
+def test_serve_with_collectors_exposes_a_real_pdu_and_per_target_health(
+    shared_fixtures: Path, tmp_path: Path, promtool: str
+) -> None:
+    """The real CLI reads a Redfish PDU served on loopback through a collectors file and an
+    inventory; the PDU's power comes out as its rack feed's power, a dead target as up 0."""
+    from tests.collector.sources.redfish_server import RedfishServer
+
+    pdu = "/redfish/v1/PowerEquipment/RackPDUs/1"
+    root = shared_fixtures / "dmtf-redfish-publications" / "public-pdu"
+    with RedfishServer(root) as redfish:
+        host = redfish.url.removeprefix("http://")
+        (tmp_path / "inventory.csv").write_text(
+            f"host,device,entity\n{host},{pdu},B01-H1-R01-K01/A\n", encoding="utf-8"
+        )
+        collectors = tmp_path / "collectors.yaml"
+        collectors.write_text(
+            "inventory: inventory.csv\n"
+            "sources:\n"
+            "  - kind: redfish\n"
+            "    name: pdus\n"
+            "    targets:\n"
+            f"      - {{url: '{redfish.url}', name: pdu-1, auth: none, allow_plain_http: true}}\n"
+            "      - {url: 'http://127.0.0.1:9', name: dead, auth: none, allow_plain_http: true,\n"
+            "         request_timeout_seconds: 1, deadline_seconds: 2}\n",
+            encoding="utf-8",
+        )
+        port = free_port()
+        command = [
+            sys.executable,
+            "-m",
+            "exporters.cli",
+            "serve",
+            "--preset",
+            "demo",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--interval",
+            "2",
+            "--collectors",
+            str(collectors),
+        ]
+        stderr_path = tmp_path / "stderr"
+        with stderr_path.open("wb") as stderr:
+            process = subprocess.Popen(
+                command, cwd=ROOT, env=cli_env(), stdout=subprocess.DEVNULL, stderr=stderr
+            )
+        try:
+            deadline = time.monotonic() + STARTUP_SECONDS
+            while True:
+                assert process.poll() is None, stderr_path.read_text()
+                try:
+                    if httpx.get(f"http://{HOST}:{port}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, stderr_path.read_text()
+                time.sleep(0.2)
+            body = httpx.get(f"http://{HOST}:{port}/metrics", timeout=10).text
+        finally:
+            process.terminate()
+            process.wait(timeout=15)
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=body.encode(), capture_output=True, timeout=60
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    found = samples(body)
+    rack = {"building": "B01", "hall": "B01-H1", "row": "B01-H1-R01", "rack": "B01-H1-R01-K01"}
+    feed_a = tuple(sorted({**rack, "feed": "A"}.items()))
+    feed_b = tuple(sorted({**rack, "feed": "B"}.items()))
+    assert found[("gigawatt_feed_power_watts", feed_a)] == pytest.approx(2734.8)
+    assert ("gigawatt_feed_power_watts", feed_b) not in found  # silent: missing, never 0
+    live = (("source", "pdus"), ("target", f"{redfish.url}/redfish/v1"))
+    dead = (("source", "pdus"), ("target", "http://127.0.0.1:9/redfish/v1"))
+    assert found[("gigawatt_source_up", live)] == 1.0
+    assert found[("gigawatt_source_up", dead)] == 0.0
+
+
+def test_serve_with_a_bad_collectors_file_fails_fast(tmp_path: Path) -> None:
+    collectors = tmp_path / "collectors.yaml"
+    collectors.write_text("sources:\n  - kind: redfish\n    targets: []\n", encoding="utf-8")
+    result = gigawatt("serve", "--preset", "demo", "--collectors", str(collectors))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "line 3: sources.0.targets" in result.stderr

@@ -1,0 +1,146 @@
+"""The collectors file: which sources ``gigawatt serve --collectors FILE`` reads, and the
+inventory that attaches what they see to the site. Without it, the simulator runs.
+
+    inventory: inventory.csv            # relative to this file; see collector/inventory.py
+    sources:
+      - kind: redfish                   # rack PDUs, BMCs, CDUs
+        name: pdus
+        max_concurrent_targets: 16
+        targets:
+          - url: https://10.20.1.15
+            credentials: {username_env: PDU_USER, password_env: PDU_PASSWORD}
+      - kind: nvml                      # this machine's NVIDIA GPUs
+        host: gpu-node-017
+      - kind: simulated                 # the simulated campus, beside real sources
+        workload: jobs
+
+The file is validated once; every problem is listed with its location and line. Credentials
+are never in the file: it names environment variables or files that hold them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from collector.inventory import Inventory, load_inventory
+from collector.site.topology import Topology
+from collector.sources.base import Source
+from collector.sources.redfish import RedfishConfig, RedfishTarget
+from collector.sources.simulated import SimulatedSource, SimulationConfig
+from collector.yaml_lines import line_index, nearest_line
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RedfishSpec(_Spec):
+    kind: Literal["redfish"]
+    name: str = "redfish"
+    targets: tuple[RedfishTarget, ...] = Field(min_length=1)
+    max_concurrent_targets: int = Field(default=16, gt=0)
+
+
+class NvmlSpec(_Spec):
+    kind: Literal["nvml"]
+    name: str = "nvml"
+    host: str | None = None  # as the inventory names this machine; the hostname when absent
+
+
+class SimulatedSpec(_Spec):
+    kind: Literal["simulated"]
+    name: str = "simulated"
+    workload: Literal["jobs", "steady"] = "jobs"
+    seed: int = Field(default=0, ge=0)
+
+
+SourceSpec = Annotated[RedfishSpec | NvmlSpec | SimulatedSpec, Field(discriminator="kind")]
+
+
+class CollectorsFile(_Spec):
+    inventory: Path | None = None
+    sources: tuple[SourceSpec, ...] = Field(min_length=1)
+
+
+class CollectorsError(Exception):
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        listing = "\n".join(f"  {problem}" for problem in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s)\n{listing}")
+
+
+def parse_collectors(text: str, source: str = "<collectors>") -> CollectorsFile:
+    try:
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise CollectorsError(source, [f"not valid YAML: {error}"]) from None
+    lines = line_index(text)
+    try:
+        spec = CollectorsFile.model_validate(data)
+    except ValidationError as error:
+        problems = []
+        details = error.errors()
+        tags = {"redfish", "nvml", "simulated"}
+        for detail in details:
+            # pydantic names the union member chosen by `kind` in the path: not a YAML key.
+            path = tuple(
+                part
+                for position, part in enumerate(detail["loc"])
+                if not (position == 2 and detail["loc"][0] == "sources" and part in tags)
+            )
+            deeper = [
+                d
+                for d in details
+                if len(d["loc"]) > len(detail["loc"])
+                and tuple(d["loc"][: len(detail["loc"])]) == tuple(detail["loc"])
+            ]
+            if detail["type"] == "too_short" and deeper:
+                continue  # "no item left" only echoes the items' own problems, listed anyway
+            line = nearest_line(lines, path)
+            where = f"line {line}: " if line is not None else ""
+            problems.append(f"{where}{'.'.join(str(p) for p in path)}: {detail['msg']}")
+        raise CollectorsError(source, problems) from None
+    names = [item.name for item in spec.sources]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise CollectorsError(source, [f"sources need distinct names: {', '.join(repeated)}"])
+    return spec
+
+
+def build_sources(
+    path: Path, topology: Topology, environ: Mapping[str, str] | None = None
+) -> list[Source]:
+    """The sources a collectors file describes, attached through its inventory."""
+    from collector.sources.readings_source import ReadingsSource, nvml_reader, redfish_reader
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise CollectorsError(str(path), [f"cannot read: {error.strerror}"]) from None
+    spec = parse_collectors(text, str(path))
+    inventory = (
+        load_inventory(path.parent / spec.inventory, topology)
+        if spec.inventory
+        else Inventory.empty()
+    )
+    sources: list[Source] = []
+    for item in spec.sources:
+        if isinstance(item, RedfishSpec):
+            config = RedfishConfig(
+                targets=item.targets, max_concurrent_targets=item.max_concurrent_targets
+            )
+            sources.append(ReadingsSource(item.name, redfish_reader(config, environ), inventory))
+        elif isinstance(item, NvmlSpec):
+            sources.append(ReadingsSource(item.name, nvml_reader(item.host), inventory))
+        else:
+            simulated = SimulatedSource(
+                topology, SimulationConfig(seed=item.seed, workload=item.workload)
+            )
+            sources.append(simulated)
+    return sources
