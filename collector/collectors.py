@@ -27,12 +27,12 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from collector.config_errors import ConfigError, ConfigProblem, line_index, nearest_line
 from collector.inventory import Inventory, load_inventory
 from collector.site.topology import Topology
 from collector.sources.base import Source
 from collector.sources.redfish import RedfishConfig, RedfishTarget
 from collector.sources.simulated import SimulatedSource, SimulationConfig
-from collector.yaml_lines import line_index, nearest_line
 
 
 class _Spec(BaseModel):
@@ -67,19 +67,17 @@ class CollectorsFile(_Spec):
     sources: tuple[SourceSpec, ...] = Field(min_length=1)
 
 
-class CollectorsError(Exception):
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        listing = "\n".join(f"  {problem}" for problem in problems)
-        super().__init__(f"{source}: {len(problems)} problem(s)\n{listing}")
+class CollectorsError(ConfigError):
+    """Every problem found in a collectors file, each with its location."""
 
 
 def parse_collectors(text: str, source: str = "<collectors>") -> CollectorsFile:
     try:
         data: Any = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise CollectorsError(source, [f"not valid YAML: {error}"]) from None
+        raise CollectorsError(
+            source, [ConfigProblem("(file)", f"not valid YAML: {error}")]
+        ) from None
     lines = line_index(text)
     try:
         spec = CollectorsFile.model_validate(data)
@@ -102,14 +100,14 @@ def parse_collectors(text: str, source: str = "<collectors>") -> CollectorsFile:
             ]
             if detail["type"] == "too_short" and deeper:
                 continue  # "no item left" only echoes the items' own problems, listed anyway
-            line = nearest_line(lines, path)
-            where = f"line {line}: " if line is not None else ""
-            problems.append(f"{where}{'.'.join(str(p) for p in path)}: {detail['msg']}")
+            location = ".".join(str(part) for part in path)
+            problems.append(ConfigProblem(location, detail["msg"], nearest_line(lines, path)))
         raise CollectorsError(source, problems) from None
     names = [item.name for item in spec.sources]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise CollectorsError(source, [f"sources need distinct names: {', '.join(repeated)}"])
+        problem = ConfigProblem("sources", f"names must differ: {', '.join(repeated)}")
+        raise CollectorsError(source, [problem])
     return spec
 
 
@@ -122,7 +120,8 @@ def build_sources(
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise CollectorsError(str(path), [f"cannot read: {error.strerror}"]) from None
+        problem = ConfigProblem("(file)", f"cannot read: {error.strerror}")
+        raise CollectorsError(str(path), [problem]) from None
     spec = parse_collectors(text, str(path))
     inventory = (
         load_inventory(path.parent / spec.inventory, topology)

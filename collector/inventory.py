@@ -26,24 +26,16 @@ from pathlib import Path
 
 import polars as pl
 
+from collector.config_errors import ConfigError, ConfigProblem
 from collector.site.topology import Topology
 
 
-@dataclass(frozen=True)
-class InventoryProblem:
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.message}"
+def _row_problem(line: int | None, message: str) -> ConfigProblem:
+    return ConfigProblem("", message, line)
 
 
-class InventoryError(Exception):
-    def __init__(self, source: str, problems: list[InventoryProblem]) -> None:
-        self.source = source
-        self.problems = problems
-        listing = "\n".join(f"  {problem}" for problem in problems)
-        super().__init__(f"{source}: {len(problems)} problem(s)\n{listing}")
+class InventoryError(ConfigError):
+    """Every problem found in an inventory, each with its line."""
 
 
 @dataclass(frozen=True)
@@ -94,19 +86,19 @@ def resolve_accelerators(topology: Topology, names: pl.Series) -> pl.Series:
 def parse_inventory(text: str, topology: Topology, source: str = "<inventory>") -> Inventory:
     """Parse and resolve an inventory CSV; raise InventoryError listing every problem."""
     rows = list(csv.reader(text.splitlines()))
-    problems: list[InventoryProblem] = []
+    problems: list[ConfigProblem] = []
     if not rows or [cell.strip() for cell in rows[0]] != ["host", "device", "entity"]:
-        raise InventoryError(source, [InventoryProblem(1, "the header must be host,device,entity")])
+        raise InventoryError(source, [_row_problem(1, "the header must be host,device,entity")])
     hosts, devices, entities, lines = [], [], [], []
     for number, row in enumerate(rows[1:], start=2):
         if not row or all(not cell.strip() for cell in row):
             continue
         if len(row) != 3:
-            problems.append(InventoryProblem(number, f"expected 3 columns, found {len(row)}"))
+            problems.append(_row_problem(number, f"expected 3 columns, found {len(row)}"))
             continue
         host, device, entity = (cell.strip() for cell in row)
         if not device or not entity:
-            problems.append(InventoryProblem(number, "device and entity are required"))
+            problems.append(_row_problem(number, "device and entity are required"))
             continue
         hosts.append(host)
         devices.append(device)
@@ -131,17 +123,15 @@ def parse_inventory(text: str, topology: Topology, source: str = "<inventory>") 
         ("rack feed", feeds, "feed_index"),
     ):
         for line, entity in table.filter(pl.col(column).is_null()).select("line", "entity").rows():
-            problems.append(InventoryProblem(line, f"unknown {kind} {entity!r} in this site"))
+            problems.append(_row_problem(line, f"unknown {kind} {entity!r} in this site"))
     both = pl.concat(
         [accelerators.select("host", "device", "line"), feeds.select("host", "device", "line")]
     )
     repeated = both.filter(pl.struct("host", "device").is_duplicated())
     for line, host, device in repeated.select("line", "host", "device").rows():
-        problems.append(
-            InventoryProblem(line, f"device {device!r} of host {host!r} is listed twice")
-        )
+        problems.append(_row_problem(line, f"device {device!r} of host {host!r} is listed twice"))
     if problems:
-        raise InventoryError(source, sorted(problems, key=lambda problem: problem.line))
+        raise InventoryError(source, sorted(problems, key=lambda problem: problem.line or 0))
     return Inventory(
         accelerators=accelerators.select("host", "device", "accelerator_index"),
         feeds=feeds.select("host", "device", "feed_index"),
@@ -152,6 +142,6 @@ def load_inventory(path: Path, topology: Topology) -> Inventory:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
-        problem = InventoryProblem(0, f"cannot read: {error.strerror}")
+        problem = _row_problem(None, f"cannot read: {error.strerror}")
         raise InventoryError(str(path), [problem]) from None
     return parse_inventory(text, topology, str(path))

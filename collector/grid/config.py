@@ -12,14 +12,13 @@ problem at once, each with its dotted location and line, and hands back a frozen
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from collector.yaml_lines import line_index, nearest_line
+from collector.config_errors import ConfigError, ConfigProblem, line_index, nearest_line
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -161,25 +160,11 @@ class GridConfig(_Frozen):
         return ratio * self.rating_watts
 
 
-@dataclass(frozen=True)
-class GridConfigProblem:
-    location: str
-    message: str
-    line: int | None = None
-
-    def __str__(self) -> str:
-        where = f"line {self.line}: " if self.line is not None else ""
-        return f"{where}{self.location}: {self.message}"
+GridConfigProblem = ConfigProblem
 
 
-class GridConfigError(Exception):
+class GridConfigError(ConfigError):
     """Every problem found in a grid configuration, each with its location."""
-
-    def __init__(self, source: str, problems: list[GridConfigProblem]) -> None:
-        self.source = source
-        self.problems = problems
-        listing = "\n".join(f"  {problem}" for problem in problems)
-        super().__init__(f"{source}: {len(problems)} problem(s)\n{listing}")
 
 
 def _is_multiple(larger: float, smaller: float) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,7 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from collector.yaml_lines import line_index, nearest_line
+from collector.config_errors import ConfigError, ConfigProblem, line_index, nearest_line
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -133,25 +132,11 @@ class Site(_Frozen):
         ]
 
 
-@dataclass(frozen=True)
-class SiteProblem:
-    location: str
-    message: str
-    line: int | None = None
-
-    def __str__(self) -> str:
-        where = f"line {self.line}: " if self.line is not None else ""
-        return f"{where}{self.location}: {self.message}"
+SiteProblem = ConfigProblem
 
 
-class SiteError(Exception):
+class SiteError(ConfigError):
     """Every problem found in a site file, each with its location."""
-
-    def __init__(self, source: str, problems: list[SiteProblem]) -> None:
-        self.source = source
-        self.problems = problems
-        listing = "\n".join(f"  {problem}" for problem in problems)
-        super().__init__(f"{source}: {len(problems)} problem(s)\n{listing}")
 
 
 def _cross_reference_problems(site: Site) -> Iterable[tuple[tuple[str | int, ...], str]]:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,23 +67,21 @@ class Server:
         return self.stderr_path.read_text(encoding="utf-8", errors="replace")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    logs = tmp_path_factory.mktemp("serve")
+@contextmanager
+def serving(logs: Path, *options: str) -> Iterator[Server]:
+    """The real CLI, `gigawatt serve --host 127.0.0.1 --port FREE OPTIONS`, until /readyz
+    answers 200; terminated on exit. Fails with the server's stderr if it never gets ready."""
     port = free_port()
     command = [
         sys.executable,
         "-m",
         "exporters.cli",
         "serve",
-        "--preset",
-        "demo",
         "--host",
         HOST,
         "--port",
         str(port),
-        "--interval",
-        "1",
+        *options,
     ]
     with (logs / "stdout").open("wb") as stdout, (logs / "stderr").open("wb") as stderr:
         process = subprocess.Popen(command, cwd=ROOT, env=cli_env(), stdout=stdout, stderr=stderr)
@@ -110,6 +109,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with serving(tmp_path_factory.mktemp("serve"), "--preset", "demo", "--interval", "1") as up:
+        yield up
 
 
 def test_console_script_help() -> None:
@@ -264,43 +269,10 @@ def test_serve_with_collectors_exposes_a_real_pdu_and_per_target_health(
             "         request_timeout_seconds: 1, deadline_seconds: 2}\n",
             encoding="utf-8",
         )
-        port = free_port()
-        command = [
-            sys.executable,
-            "-m",
-            "exporters.cli",
-            "serve",
-            "--preset",
-            "demo",
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--interval",
-            "2",
-            "--collectors",
-            str(collectors),
-        ]
-        stderr_path = tmp_path / "stderr"
-        with stderr_path.open("wb") as stderr:
-            process = subprocess.Popen(
-                command, cwd=ROOT, env=cli_env(), stdout=subprocess.DEVNULL, stderr=stderr
-            )
-        try:
-            deadline = time.monotonic() + STARTUP_SECONDS
-            while True:
-                assert process.poll() is None, stderr_path.read_text()
-                try:
-                    if httpx.get(f"http://{HOST}:{port}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, stderr_path.read_text()
-                time.sleep(0.2)
-            body = httpx.get(f"http://{HOST}:{port}/metrics", timeout=10).text
-        finally:
-            process.terminate()
-            process.wait(timeout=15)
+        with serving(
+            tmp_path, "--preset", "demo", "--interval", "2", "--collectors", str(collectors)
+        ) as up:
+            body = httpx.get(f"{up.url}/metrics", timeout=10).text
     check = subprocess.run(
         [promtool, "check", "metrics"], input=body.encode(), capture_output=True, timeout=60
     )

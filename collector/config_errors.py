@@ -1,12 +1,38 @@
-"""Where a problem in a YAML configuration file is: the line of each path in the document.
+"""Problems in configuration files, and where they are.
 
-Every configuration gigawatt reads (site, grid, collectors) reports each problem with its
-dotted path and its line, so an operator can go straight to it.
+Every configuration gigawatt reads (site, grid, collectors, inventory) is validated once and
+reports every problem together, each with its dotted path and its line, so an operator can
+go straight to it. This module holds the one problem type, the one error type each
+configuration subclasses, and the YAML line lookup.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import yaml
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    location: str  # dotted path in the document; empty where the line says it all (CSV)
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line is not None else ""
+        path = f"{self.location}: " if self.location else ""
+        return f"{where}{path}{self.message}"
+
+
+class ConfigError(Exception):
+    """Every problem found in one configuration file."""
+
+    def __init__(self, source: str, problems: list[ConfigProblem]) -> None:
+        self.source = source
+        self.problems = problems
+        listing = "\n".join(f"  {problem}" for problem in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s)\n{listing}")
 
 
 def line_index(text: str) -> dict[tuple[str | int, ...], int]:
