@@ -12,6 +12,7 @@ from collector.site.model import PRESETS, Site, SiteError, load_preset, load_sit
 from collector.site.topology import build_topology
 from exporters import metric_table
 from exporters.grid_cli import grid_app
+from exporters.probe_cli import probe
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -21,6 +22,7 @@ app = typer.Typer(
 site_app = typer.Typer(no_args_is_help=True, help="Check and describe site files.")
 app.add_typer(site_app, name="site")
 app.add_typer(grid_app, name="grid")
+app.command("probe")(probe)
 
 PresetOption = Annotated[str | None, typer.Option("--preset", help=f"one of {', '.join(PRESETS)}")]
 SiteOption = Annotated[Path | None, typer.Option("--site", help="a site YAML file")]
