@@ -9,6 +9,9 @@ inventory that attaches what they see to the site. Without it, the simulator run
         targets:
           - url: https://10.20.1.15
             credentials: {username_env: PDU_USER, password_env: PDU_PASSWORD}
+      - kind: prometheus                # dcgm-exporter, node_exporter, ipmi, neuron, Kepler
+        targets:
+          - {url: http://gpu-node-017:9400/metrics, exporter: dcgm}
       - kind: nvml                      # this machine's NVIDIA GPUs
         host: gpu-node-017
       - kind: simulated                 # the simulated campus, beside real sources
@@ -32,6 +35,7 @@ from collector.inventory import Inventory, load_inventory
 from collector.site.topology import Topology
 from collector.sources.base import Source
 from collector.sources.redfish import RedfishConfig, RedfishTarget
+from collector.sources.scrape import ScrapeTarget
 from collector.sources.simulated import SimulatedSource, SimulationConfig
 
 
@@ -44,6 +48,14 @@ class RedfishSpec(_Spec):
     name: str = "redfish"
     targets: tuple[RedfishTarget, ...] = Field(min_length=1)
     max_concurrent_targets: int = Field(default=16, gt=0)
+
+
+class PrometheusSpec(_Spec):
+    kind: Literal["prometheus"]
+    name: str = "prometheus"
+    targets: tuple[ScrapeTarget, ...] = Field(min_length=1)
+    max_concurrency: int = Field(default=64, gt=0)
+    deadline_seconds: float = Field(default=10.0, gt=0)
 
 
 class NvmlSpec(_Spec):
@@ -59,7 +71,9 @@ class SimulatedSpec(_Spec):
     seed: int = Field(default=0, ge=0)
 
 
-SourceSpec = Annotated[RedfishSpec | NvmlSpec | SimulatedSpec, Field(discriminator="kind")]
+SourceSpec = Annotated[
+    RedfishSpec | PrometheusSpec | NvmlSpec | SimulatedSpec, Field(discriminator="kind")
+]
 
 
 class CollectorsFile(_Spec):
@@ -84,7 +98,7 @@ def parse_collectors(text: str, source: str = "<collectors>") -> CollectorsFile:
     except ValidationError as error:
         problems = []
         details = error.errors()
-        tags = {"redfish", "nvml", "simulated"}
+        tags = {"redfish", "prometheus", "nvml", "simulated"}
         for detail in details:
             # pydantic names the union member chosen by `kind` in the path: not a YAML key.
             path = tuple(
@@ -115,7 +129,12 @@ def build_sources(
     path: Path, topology: Topology, environ: Mapping[str, str] | None = None
 ) -> list[Source]:
     """The sources a collectors file describes, attached through its inventory."""
-    from collector.sources.readings_source import ReadingsSource, nvml_reader, redfish_reader
+    from collector.sources.readings_source import (
+        ReadingsSource,
+        nvml_reader,
+        prometheus_reader,
+        redfish_reader,
+    )
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -135,6 +154,9 @@ def build_sources(
                 targets=item.targets, max_concurrent_targets=item.max_concurrent_targets
             )
             sources.append(ReadingsSource(item.name, redfish_reader(config, environ), inventory))
+        elif isinstance(item, PrometheusSpec):
+            reader = prometheus_reader(item.targets, item.max_concurrency, item.deadline_seconds)
+            sources.append(ReadingsSource(item.name, reader, inventory))
         elif isinstance(item, NvmlSpec):
             sources.append(ReadingsSource(item.name, nvml_reader(item.host), inventory))
         else:

@@ -11,7 +11,7 @@ Adding a kind of source is one reader factory here and one line in collector.col
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -92,6 +92,28 @@ def redfish_reader(config: object, environ: Mapping[str, str] | None = None) -> 
         )
         targets = result.targets.select("target", pl.col("up").cast(pl.Float64), "duration_seconds")
         return ReaderResult(readings, result.problems, targets)
+
+    return read
+
+
+def prometheus_reader(
+    targets: Sequence[object], max_concurrency: int, deadline_seconds: float
+) -> Reader:
+    """Exporters sites already run (dcgm-exporter, node_exporter, ipmi_exporter, neuron-monitor's
+    companion, Kepler), scraped once per cycle with connections kept between cycles."""
+    from collector.sources.scrape import Scraper, ScrapeTarget
+
+    assert all(isinstance(target, ScrapeTarget) for target in targets)
+    scraper = Scraper(
+        [t for t in targets if isinstance(t, ScrapeTarget)],
+        max_concurrency=max_concurrency,
+        deadline_seconds=deadline_seconds,
+    )
+
+    def read(now: float) -> ReaderResult:
+        result = scraper.scrape(now)
+        health = result.targets.select("target", pl.col("up").cast(pl.Float64), "duration_seconds")
+        return ReaderResult(result.readings, result.problems, health)
 
     return read
 

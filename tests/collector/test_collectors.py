@@ -3,6 +3,9 @@ served on loopback feeding one rack feed of the demo site."""
 
 from __future__ import annotations
 
+import http.server
+import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -184,3 +187,68 @@ def test_a_redfish_pdu_on_loopback_feeds_its_rack_feed(
     assert health["http://127.0.0.1:9/redfish/v1"] == 0.0  # the dead one costs only itself
     reasons = set(snapshot.problems["reason"].to_list())
     assert "dangling_link" in reasons  # public-pdu's own broken links, counted, not fatal
+
+
+DCGM_CAPTURE = "datadog-integrations-core-dcgm/dcgm/tests/fixtures/metrics.txt"
+
+
+@pytest.fixture
+def dcgm_exporter(shared_fixtures: Path) -> Iterator[str]:
+    """The DataDog dcgm-exporter capture (a Tesla T4), served as an exporter on loopback."""
+    body = (shared_fixtures / DCGM_CAPTURE).read_bytes()
+
+    class Exporter(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Exporter)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/metrics"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_dcgm_exporter_gpu_becomes_an_accelerator_of_the_site(
+    demo: Topology, dcgm_exporter: str, shared_fixtures: Path, tmp_path: Path
+) -> None:
+    capture = (shared_fixtures / DCGM_CAPTURE).read_text(encoding="utf-8")
+    uuid = re.search(r'UUID="(GPU-20c56d28[^"]*)"', capture)
+    assert uuid is not None
+    (tmp_path / "inventory.csv").write_text(
+        f"host,device,entity\n424773df46e0,{uuid.group(1)},B01-H1-R01-K01-N1-A05\n",
+        encoding="utf-8",
+    )
+    collectors = tmp_path / "collectors.yaml"
+    collectors.write_text(
+        "inventory: inventory.csv\n"
+        "sources:\n"
+        "  - kind: prometheus\n"
+        "    name: dcgm\n"
+        f"    targets: [{{url: '{dcgm_exporter}', exporter: dcgm}}]\n",
+        encoding="utf-8",
+    )
+    clock = iter([1_000.0])
+    pipeline = Pipeline(demo, build_sources(collectors, demo), clock=lambda: next(clock))
+    snapshot = pipeline.run_cycle()
+    (row,) = snapshot.accelerators.filter(pl.col("accelerator_index") == 5).rows(named=True)
+    assert row["power_watts"] == pytest.approx(8.969)
+    assert row["temperature_celsius"] == 25.0
+    node = snapshot.nodes.row(0, named=True)
+    assert node["accelerators_reporting"] == 1
+    assert node["accelerator_power_watts"] == pytest.approx(8.969)  # not 16 x, not 0 for the rest
+    (health,) = snapshot.sources.rows(named=True)
+    assert health["target"] == dcgm_exporter
+    assert health["up"] == 1.0
+    # the capture's flaws are counted, not fatal
+    reasons = set(snapshot.problems["reason"].to_list())
+    assert {"missing_final_newline", "missing_identity"} <= reasons
