@@ -13,11 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from collector.arrays import dense
-
 FloatArray = npt.NDArray[np.float64]
-
-__all__ = ["EnergyState", "advance", "dense"]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from collector import energy, rollup, schemas
+from collector import arrays, energy, rollup, schemas
 from collector.grid.config import GridConfig
 from collector.grid.live import GridFrames, GridMonitor, validate_meters
 from collector.site.topology import Topology
@@ -339,7 +339,7 @@ class Pipeline:
             "building": "non_it_power_watts",
         }
         for kind, state in self._energy.items():
-            power = energy.dense(
+            power = arrays.dense(
                 merged[kind], schemas.SAMPLE_KEYS[kind], column[kind], state.joules.size
             )
             self._energy[kind] = energy.advance(

@@ -40,6 +40,7 @@ class Topology:
     _uniform: dict[tuple[str, str], float | None] = field(
         default_factory=dict, repr=False, compare=False
     )
+    _names: dict[str, pl.DataFrame] = field(default_factory=dict, repr=False, compare=False)
 
     def uniform_value(self, kind: str, column: str) -> float | None:
         """The one value a column takes across a level (accelerator, feed, building), or None
@@ -74,7 +75,16 @@ class Topology:
 
     def names(self, level: str) -> pl.DataFrame:
         """The identity columns of every entity of a level (building, hall, row, rack, feed,
-        node...), one row per entity in index order. Accelerator names are built on demand."""
+        node...), one row per entity in index order. Built once per level (the topology never
+        changes), except accelerators': 2 M rows are built on demand and not kept."""
+        if level in self._names:
+            return self._names[level]
+        names = self._build_names(level)
+        if level != "accelerator":
+            self._names[level] = names
+        return names
+
+    def _build_names(self, level: str) -> pl.DataFrame:
         if level == "site":
             return pl.DataFrame()
         if level == "building":

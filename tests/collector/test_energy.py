@@ -8,7 +8,8 @@ import polars as pl
 import pytest
 
 from collector import schemas
-from collector.energy import EnergyState, advance, dense
+from collector.arrays import dense
+from collector.energy import EnergyState, advance
 
 NAN = np.nan
 GAP = 60.0
