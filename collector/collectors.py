@@ -30,7 +30,13 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from collector.config_errors import ConfigError, ConfigProblem, line_index, nearest_line
+from collector.config_errors import (
+    ConfigError,
+    ConfigProblem,
+    line_index,
+    nearest_line,
+    read_config,
+)
 from collector.inventory import Inventory, load_inventory
 from collector.site.topology import Topology
 from collector.sources.base import Source
@@ -136,12 +142,7 @@ def build_sources(
         redfish_reader,
     )
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        problem = ConfigProblem("(file)", f"cannot read: {error.strerror}")
-        raise CollectorsError(str(path), [problem]) from None
-    spec = parse_collectors(text, str(path))
+    spec = parse_collectors(read_config(path, CollectorsError), str(path))
     inventory = (
         load_inventory(path.parent / spec.inventory, topology)
         if spec.inventory

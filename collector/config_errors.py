@@ -9,6 +9,7 @@ configuration subclasses, and the YAML line lookup.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import yaml
 
@@ -33,6 +34,15 @@ class ConfigError(Exception):
         self.problems = problems
         listing = "\n".join(f"  {problem}" for problem in problems)
         super().__init__(f"{source}: {len(problems)} problem(s)\n{listing}")
+
+
+def read_config(path: Path, error: type[ConfigError]) -> str:
+    """A configuration file's text; an unreadable file is that configuration's error."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as failure:
+        problem = ConfigProblem("(file)", f"cannot read: {failure.strerror}")
+        raise error(str(path), [problem]) from None
 
 
 def line_index(text: str) -> dict[tuple[str | int, ...], int]:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import polars as pl
 
-from collector.config_errors import ConfigError, ConfigProblem
+from collector.config_errors import ConfigError, ConfigProblem, read_config
 from collector.site.topology import Topology
 
 
@@ -139,9 +139,4 @@ def parse_inventory(text: str, topology: Topology, source: str = "<inventory>") 
 
 
 def load_inventory(path: Path, topology: Topology) -> Inventory:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        problem = _row_problem(None, f"cannot read: {error.strerror}")
-        raise InventoryError(str(path), [problem]) from None
-    return parse_inventory(text, topology, str(path))
+    return parse_inventory(read_config(path, InventoryError), topology, str(path))

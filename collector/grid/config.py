@@ -18,7 +18,13 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from collector.config_errors import ConfigError, ConfigProblem, line_index, nearest_line
+from collector.config_errors import (
+    ConfigError,
+    ConfigProblem,
+    line_index,
+    nearest_line,
+    read_config,
+)
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -240,13 +246,7 @@ def parse_grid_config(text: str, source: str = "<grid config>") -> GridConfig:
 
 
 def load_grid_config(path: Path) -> GridConfig:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise GridConfigError(
-            str(path), [GridConfigProblem("(file)", f"cannot read: {error.strerror}")]
-        ) from None
-    return parse_grid_config(text, str(path))
+    return parse_grid_config(read_config(path, GridConfigError), str(path))
 
 
 def scaled_to_rating(config: GridConfig, rating_watts: float) -> GridConfig:

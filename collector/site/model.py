@@ -18,7 +18,13 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from collector.config_errors import ConfigError, ConfigProblem, line_index, nearest_line
+from collector.config_errors import (
+    ConfigError,
+    ConfigProblem,
+    line_index,
+    nearest_line,
+    read_config,
+)
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -296,13 +302,7 @@ def _refers_to_invalid_template(message: str, declared: dict[str, set[str]]) -> 
 
 
 def load_site(path: Path) -> Site:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise SiteError(
-            str(path), [SiteProblem("(file)", f"cannot read: {error.strerror}")]
-        ) from None
-    return parse_site(text, str(path))
+    return parse_site(read_config(path, SiteError), str(path))
 
 
 def preset_text(name: str) -> str:

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlsplit
+
+from tests.loopback import InFlight, LoopbackServer
 
 SERVICE_ROOT = "/redfish/v1"
 SESSIONS = f"{SERVICE_ROOT}/SessionService/Sessions"
@@ -36,23 +37,7 @@ class PathBehaviour:
     status: int | None = None  # answer with this status and an error body
 
 
-class InFlightTracker:
-    """Counts requests being answered, across every server that shares it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.current = 0
-        self.peak = 0
-
-    def enter(self) -> int:
-        with self._lock:
-            self.current += 1
-            self.peak = max(self.peak, self.current)
-            return self.current
-
-    def leave(self) -> None:
-        with self._lock:
-            self.current -= 1
+InFlightTracker = InFlight
 
 
 class _Server(ThreadingHTTPServer):
@@ -67,7 +52,7 @@ class _Server(ThreadingHTTPServer):
         pass  # clients that gave up (deadline tests) close their sockets mid-answer
 
 
-class RedfishServer:
+class RedfishServer(LoopbackServer):
     def __init__(
         self,
         root: Path | None = None,
@@ -92,7 +77,7 @@ class RedfishServer:
         self.sessions_enabled = sessions
         self.basic_auth = basic_auth
         self.tls = tls
-        self.stopping = threading.Event()
+        super().__init__()
         self.lock = threading.Lock()
         self.in_flight = 0
         self.peak_in_flight = 0
@@ -102,40 +87,14 @@ class RedfishServer:
         self.logouts = 0
         self.requests: list[tuple[str, str]] = []  # (method, path) in arrival order
         self.tokens: dict[str, str] = {}  # token -> session path
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # --- lifecycle ---
 
-    def start(self) -> Self:
+    def make_server(self) -> ThreadingHTTPServer:
         server = _Server(self)
         if self.tls is not None:
             server.socket = self.tls.wrap_socket(server.socket, server_side=True)
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return server
 
     @property
     def url(self) -> str:

@@ -16,8 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import polars as pl
 import pytest
@@ -37,6 +36,7 @@ from collector.sources.scrape import (
     parse_many,
     scrape_all,
 )
+from tests.loopback import InFlight, LoopbackServer
 
 NOW = 1_780_000_000.0
 T4_UUID = "GPU-20c56d28-0da5-6d26-a36a-e7af1ce2586e"
@@ -53,24 +53,6 @@ class Route:
     delay_seconds: float = 0.0  # before answering; stop() cuts it short
 
 
-class InFlight:
-    """Requests being answered, and the most at once, across every server that shares it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.current = 0
-        self.peak = 0
-
-    def enter(self) -> None:
-        with self._lock:
-            self.current += 1
-            self.peak = max(self.peak, self.current)
-
-    def leave(self) -> None:
-        with self._lock:
-            self.current -= 1
-
-
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
@@ -83,46 +65,20 @@ class _Server(ThreadingHTTPServer):
         pass  # clients that gave up (deadline tests) close their sockets mid-answer
 
 
-class MetricsServer:
+class MetricsServer(LoopbackServer):
     """Serves fixed payloads by path over HTTP/1.1 with keep-alive; counts connections and
     requests and records the headers of each request."""
 
     def __init__(self, routes: Mapping[str, Route], tracker: InFlight | None = None) -> None:
         self.routes = dict(routes)
         self.tracker = tracker or InFlight()
-        self.stopping = threading.Event()
+        super().__init__()
         self.lock = threading.Lock()
         self.connections = 0
         self.requests: list[tuple[str, dict[str, str]]] = []
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> Self:
-        self._server = _Server(self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def make_server(self) -> ThreadingHTTPServer:
+        return _Server(self)
 
     def url(self, path: str) -> str:
         assert self._server is not None, "start() first"
