@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 import polars as pl
 
@@ -36,6 +37,24 @@ class SampleBatch:
         return {"accelerator": self.accelerators, "feed": self.feeds, "building": self.buildings}[
             kind
         ]
+
+
+class ClosedOnExit:
+    """``with thing:`` closes the thing on the way out; subclasses define ``close``."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 class Source(Protocol):

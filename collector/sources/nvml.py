@@ -71,12 +71,12 @@ import socket
 import threading
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Self
 
 import polars as pl
 
 from collector import schemas
+from collector.sources.base import ClosedOnExit
 
 log = logging.getLogger(__name__)
 
@@ -442,7 +442,7 @@ class _Cycle:
         return readings, problems
 
 
-class NvmlReader:
+class NvmlReader(ClosedOnExit):
     """Reads every GPU NVML sees, once per ``read(now)``; see the module docstring.
 
     ``library``: the pynvml module (default: imported when the reader is made, ImportError if
@@ -482,14 +482,6 @@ class NvmlReader:
     def __enter__(self) -> Self:
         self.open()
         return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def is_open(self) -> bool:
@@ -756,7 +748,7 @@ class NvmlHealth:
     devices: int = 0  # GPUs the reader knows (lost ones included)
 
 
-class NvmlSource:
+class NvmlSource(ClosedOnExit):
     """NVML as a source that never raises at construction or read.
 
     It opens an NvmlReader when made; when NVML cannot be used (nvidia-ml-py absent, no
@@ -785,17 +777,6 @@ class NvmlSource:
         self._closed = False
         self._lock = threading.Lock()
         self._try_open()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def health(self) -> NvmlHealth:
         reader = self._reader

@@ -73,7 +73,6 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
@@ -82,6 +81,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from collector import schemas
+from collector.sources.base import ClosedOnExit
 from collector.sources.redfish_resources import (
     SERVICE_ROOT,
     JsonObject,
@@ -569,7 +569,7 @@ class _TargetResult:
     fetched: tuple[str, ...]
 
 
-class RedfishSource:
+class RedfishSource(ClosedOnExit):
     """Reads every configured Redfish target once per call; keeps sessions between calls.
 
     Use as a context manager (or call ``close``) so that sessions are logged out. Calls must
@@ -589,17 +589,6 @@ class RedfishSource:
         self._sessions: dict[str, _Session] = {target.key: _Session() for target in config.targets}
         self._tls: dict[tuple[bool, Path | None], ssl.SSLContext | bool] = {}
         self._serial = threading.Lock()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def read_readings(self, now: float) -> RedfishRead:
         """One cycle, from a thread without a running event loop (the pipeline's)."""

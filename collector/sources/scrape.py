@@ -83,7 +83,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import httpx
@@ -92,6 +91,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from collector import schemas
+from collector.sources.base import ClosedOnExit
 from collector.sources.exporter_maps import EXPORTERS, detect_exporter, readings_from_exposition
 from collector.sources.promtext import (
     ACCEPT_HEADER,
@@ -859,7 +859,7 @@ def _in_target_order(
 # --- the synchronous wrapper -----------------------------------------------------------------
 
 
-class Scraper:
+class Scraper(ClosedOnExit):
     """Scrapes a fixed set of targets once per ``scrape`` call, from a plain thread.
 
     Keeps, between calls: the event loop and the HTTP clients (keep-alive connections to every
@@ -892,17 +892,6 @@ class Scraper:
         self._runner: asyncio.Runner | None = None
         self._clients: ScrapeClients | None = None
         self._lock = threading.Lock()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def last_success(self) -> Mapping[str, float]:
