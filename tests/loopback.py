@@ -4,9 +4,11 @@ in-flight counter that several servers can share to see how many requests overla
 from __future__ import annotations
 
 import threading
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Self
+from typing import Any, Generic, Self, TypeVar
+
+Owner = TypeVar("Owner")
 
 
 class InFlight:
@@ -26,6 +28,21 @@ class InFlight:
     def leave(self) -> None:
         with self._lock:
             self.current -= 1
+
+
+class QuietServer(ThreadingHTTPServer, Generic[Owner]):
+    """A threaded server on 127.0.0.1 (a free port) whose handlers reach their test server as
+    ``self.server.owner``; it does not print clients that hang up mid-answer."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, owner: Owner, handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self.owner = owner
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # clients that gave up (deadline tests) close their sockets mid-answer
 
 
 class LoopbackServer:

@@ -541,20 +541,24 @@ def _go_name(s: str, i: int, metric: bool) -> tuple[str, int]:
             return "".join(token), i
 
 
+def _unescaped(escaped: str, where: str) -> str:
+    """The character a backslash escape stands for: \\\\, \\" and \\n only, as expfmt allows
+    in label values and HELP text; anything else is a syntax error."""
+    if escaped == "\\" or escaped == '"':
+        return escaped
+    if escaped == "n":
+        return "\n"
+    shown = "\\n" if escaped == "\n" else escaped
+    raise _SyntaxError("invalid_escape", f"invalid escape sequence '\\{shown}'{where}")
+
+
 def _go_label_value(s: str, i: int) -> tuple[str, int]:
     """expfmt readTokenAsLabelValue: s[i] is the first character after the opening quote."""
     out: list[str] = []
     while True:
         c = s[i]
         if c == "\\":
-            n = s[i + 1]
-            if n == "\\" or n == '"':
-                out.append(n)
-            elif n == "n":
-                out.append("\n")
-            else:
-                shown = "\\n" if n == "\n" else n
-                raise _SyntaxError("invalid_escape", f"invalid escape sequence '\\{shown}'")
+            out.append(_unescaped(s[i + 1], ""))
             i += 2
             continue
         if c == '"':
@@ -595,14 +599,7 @@ def _go_help(raw: str) -> str:
     while i < len(raw):
         c = raw[i]
         if c == "\\":
-            n = raw[i + 1] if i + 1 < len(raw) else "\n"
-            if n == "\\" or n == '"':
-                out.append(n)
-            elif n == "n":
-                out.append("\n")
-            else:
-                shown = "\\n" if n == "\n" else n
-                raise _SyntaxError("invalid_escape", f"invalid escape sequence '\\{shown}' in HELP")
+            out.append(_unescaped(raw[i + 1] if i + 1 < len(raw) else "\n", " in HELP"))
             i += 2
             continue
         out.append(c)

@@ -82,6 +82,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from collector import schemas
 from collector.sources.base import ClosedOnExit
+from collector.sources.http_errors import tls_failure
 from collector.sources.redfish_resources import (
     SERVICE_ROOT,
     JsonObject,
@@ -327,15 +328,6 @@ class _TooLarge(Exception):
     pass
 
 
-def _tls_failure(error: BaseException) -> bool:
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 class _Connection:
     """One target's HTTP side for one cycle: auth, the per-BMC lock, limits, timeouts."""
 
@@ -448,7 +440,7 @@ class _Connection:
                     None, error=Problem(path, "too_large", f"response over {limit} bytes")
                 )
             except httpx.HTTPError as error:
-                reason = "tls_error" if _tls_failure(error) else "connection_error"
+                reason = "tls_error" if tls_failure(error) else "connection_error"
                 detail = str(error) or type(error).__name__
                 return _Fetched(None, error=Problem(path, reason, detail))
 

@@ -93,6 +93,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from collector import schemas
 from collector.sources.base import ClosedOnExit
 from collector.sources.exporter_maps import EXPORTERS, detect_exporter, readings_from_exposition
+from collector.sources.http_errors import tls_failure
 from collector.sources.promtext import (
     ACCEPT_HEADER,
     PARSE_PROBLEMS,
@@ -291,15 +292,6 @@ class _Fetched:
     message: str = ""
 
 
-def _tls_failure(error: BaseException) -> bool:
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 def _headers(target: ScrapeTarget, environ: Mapping[str, str]) -> dict[str, str] | list[str]:
     """The request's headers, or the environment variables that are missing."""
     headers = {"X-Prometheus-Scrape-Timeout-Seconds": f"{target.timeout_seconds:g}"}
@@ -352,12 +344,12 @@ async def _get(
     except (TimeoutError, httpx.TimeoutException):
         return failed("timeout", f"no complete answer in {timeout:g} s")
     except httpx.ConnectError as error:
-        reason = "tls_error" if _tls_failure(error) else "connect_error"
+        reason = "tls_error" if tls_failure(error) else "connect_error"
         return failed(reason, str(error) or type(error).__name__)
     except httpx.TooManyRedirects as error:
         return failed("http_status", str(error))
     except httpx.HTTPError as error:
-        reason = "tls_error" if _tls_failure(error) else "read_error"
+        reason = "tls_error" if tls_failure(error) else "read_error"
         return failed(reason, str(error) or type(error).__name__)
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.loopback import InFlight, LoopbackServer
+from tests.loopback import InFlight, LoopbackServer, QuietServer
 
 SERVICE_ROOT = "/redfish/v1"
 SESSIONS = f"{SERVICE_ROOT}/SessionService/Sessions"
@@ -38,18 +38,6 @@ class PathBehaviour:
 
 
 InFlightTracker = InFlight
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, owner: RedfishServer) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.owner = owner
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that gave up (deadline tests) close their sockets mid-answer
 
 
 class RedfishServer(LoopbackServer):
@@ -91,7 +79,7 @@ class RedfishServer(LoopbackServer):
     # --- lifecycle ---
 
     def make_server(self) -> ThreadingHTTPServer:
-        server = _Server(self)
+        server = QuietServer(self, _Handler)
         if self.tls is not None:
             server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         return server
@@ -140,7 +128,7 @@ class RedfishServer(LoopbackServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # header and body go out as separate writes
-    server: _Server
+    server: QuietServer[RedfishServer]
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

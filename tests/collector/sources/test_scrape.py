@@ -36,7 +36,7 @@ from collector.sources.scrape import (
     parse_many,
     scrape_all,
 )
-from tests.loopback import InFlight, LoopbackServer
+from tests.loopback import InFlight, LoopbackServer, QuietServer
 
 NOW = 1_780_000_000.0
 T4_UUID = "GPU-20c56d28-0da5-6d26-a36a-e7af1ce2586e"
@@ -53,18 +53,6 @@ class Route:
     delay_seconds: float = 0.0  # before answering; stop() cuts it short
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, owner: MetricsServer) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.owner = owner
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that gave up (deadline tests) close their sockets mid-answer
-
-
 class MetricsServer(LoopbackServer):
     """Serves fixed payloads by path over HTTP/1.1 with keep-alive; counts connections and
     requests and records the headers of each request."""
@@ -78,7 +66,7 @@ class MetricsServer(LoopbackServer):
         self.requests: list[tuple[str, dict[str, str]]] = []
 
     def make_server(self) -> ThreadingHTTPServer:
-        return _Server(self)
+        return QuietServer(self, _Handler)
 
     def url(self, path: str) -> str:
         assert self._server is not None, "start() first"
@@ -87,7 +75,7 @@ class MetricsServer(LoopbackServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: QuietServer[MetricsServer]
 
     def setup(self) -> None:
         super().setup()
