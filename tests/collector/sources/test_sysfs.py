@@ -129,7 +129,8 @@ def replicate_with_links(source: Path, destination: Path) -> int:
     existing entry of the tree, becomes a symlink again; a real symlink is copied as one.
     """
     links = 0
-    tree = os.path.realpath(source)
+    source = Path(os.path.realpath(source))  # a shared/ folder reached through a link too
+    tree = str(source)
     for directory, folders, files in os.walk(source):
         here = destination / Path(directory).relative_to(source)
         here.mkdir(parents=True, exist_ok=True)
