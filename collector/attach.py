@@ -8,10 +8,17 @@ Pure: readings and an inventory in, sample frames out, ready for validation.
 * Readings of a device the inventory maps to a rack PDU feed become FEED_SAMPLES rows:
   power, current, voltage and the PDU's own energy meter.
 
+* Readings of a device the inventory maps to a node (``attach_nodes``) become NODE_SAMPLES
+  rows: ``power_watts`` of device_kind ``node`` (a server's input power: the chassis power
+  Redfish's chosen reading gives, IPMI DCMI, Kepler's platform meter) and the sum of
+  ``power_watts`` of device_kind ``cpu_package`` (RAPL) as ``cpu_power_watts``.
+
 An accelerator reading whose device the inventory does not know keeps a null index, so
 validation rejects it as ``unknown_entity`` and counts it, like any other unknown sample.
-Other readings (CPU packages, chassis, cooling units) are not part of the roll-up yet and
-pass through untouched for the probe and the logs.
+Node and feed readings the inventory does not list are not attached: a BMC or PDU serves
+resources (power shelves, cooling units) that are no server or feed of the site, and the
+level's ``nodes_reporting_ratio`` shows what is missing. Other readings (raw chassis and PSU
+figures, cooling units, temperatures of sensors) pass through untouched for the probe.
 """
 
 from __future__ import annotations
@@ -108,3 +115,52 @@ def attach(readings: pl.DataFrame, inventory: Inventory) -> tuple[pl.DataFrame, 
         "attached feed readings",
     ).sort("feed_index")
     return accelerators, feeds
+
+
+NODE_POWER_KINDS = {"node": "power_watts", "cpu_package": "cpu_power_watts"}
+
+
+def attach_nodes(readings: pl.DataFrame, inventory: Inventory) -> pl.DataFrame:
+    """NODE_SAMPLES from the node-level power readings the inventory maps to a node.
+
+    A reading's node is found by (host, device), then by device alone (rows with no host),
+    then by its host alone (rows whose device is ``*``). CPU packages are summed per target,
+    and the first target that reports a node wins, so a host scraped both through
+    node_exporter and Kepler does not count its CPUs twice.
+    """
+    rows = readings.filter(
+        pl.col("device_kind").is_in(list(NODE_POWER_KINDS)) & (pl.col("metric") == "power_watts")
+    )
+    table = inventory.nodes
+    whole_host = table.filter(pl.col("device") == "*").select(
+        "host", pl.col("node_index").alias("node_by_host")
+    )
+    resolved = (
+        _resolve(rows, table.filter(pl.col("device") != "*"), "node_index")
+        .join(whole_host, on="host", how="left", maintain_order="left")
+        .with_columns(pl.coalesce("node_index", "node_by_host").alias("node_index"))
+        .filter(pl.col("node_index").is_not_null())
+    )
+    per_target = resolved.group_by("node_index", "target", maintain_order=True).agg(
+        pl.col("timestamp_seconds").max(),
+        *(
+            pl.col("value").filter(pl.col("device_kind") == kind).sum().alias(column)
+            if kind == "cpu_package"
+            else pl.col("value").filter(pl.col("device_kind") == kind).first().alias(column)
+            for kind, column in NODE_POWER_KINDS.items()
+        ),
+        (pl.col("device_kind") == "cpu_package").any().alias("has_cpu"),
+    )
+    nodes = (
+        per_target.with_columns(
+            # a sum over no CPU package is no reading, not 0 W
+            pl.when(pl.col("has_cpu")).then(pl.col("cpu_power_watts")).alias("cpu_power_watts")
+        )
+        .group_by("node_index", maintain_order=True)
+        .agg(
+            pl.col("timestamp_seconds").max(),
+            pl.col("power_watts").drop_nulls().first(),
+            pl.col("cpu_power_watts").drop_nulls().first(),
+        )
+    )
+    return schemas.conform(nodes, schemas.NODE_SAMPLES, "attached node readings").sort("node_index")

@@ -14,21 +14,31 @@ inventory that attaches what they see to the site. Without it, the simulator run
           - {url: http://gpu-node-017:9400/metrics, exporter: dcgm}
       - kind: nvml                      # this machine's NVIDIA GPUs
         host: gpu-node-017
+      - kind: sysfs                     # this machine's CPU packages (RAPL) and hwmon sensors
+        host: gpu-node-017
+        root: /sys
+      - kind: neuron                    # this machine's Trainium/Inferentia devices
+        host: trn-node-003
+        command: [neuron-monitor, -c, /etc/neuron-monitor.json]   # or file: PATH, or stdin: true
+        power: {root: /sys, rated_power_watts: 500}
       - kind: simulated                 # the simulated campus, beside real sources
         workload: jobs
 
 The file is validated once; every problem is listed with its location and line. Credentials
-are never in the file: it names environment variables or files that hold them.
+are never in the file: it names environment variables or files that hold them. Relative paths
+(the inventory, a sysfs root, a followed file) are relative to this file.
 """
 
 from __future__ import annotations
 
+import socket
+import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from collector.config_errors import (
     ConfigError,
@@ -70,6 +80,66 @@ class NvmlSpec(_Spec):
     host: str | None = None  # as the inventory names this machine; the hostname when absent
 
 
+class SysfsSpec(_Spec):
+    """Linux powercap (RAPL) and hwmon of the machine gigawatt runs on."""
+
+    kind: Literal["sysfs"]
+    name: str = "sysfs"
+    root: Path = Path("/sys")
+    host: str | None = None  # as the inventory names this machine; the hostname when absent
+    max_depth: int = Field(default=3, ge=1)  # directory levels entered below class/
+    # A bound the zones cannot exceed (EnergyCounter): tells a wrap from a reset. None: assume
+    # at most one wrap between two cycles.
+    max_power_watts: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+
+
+class NeuronPowerSpec(_Spec):
+    """The Neuron driver's power utilization files: percentages of ``rated_power_watts``."""
+
+    root: Path = Path("/sys")
+    rated_power_watts: float = Field(gt=0, allow_inf_nan=False)
+    max_age_seconds: float = Field(default=120.0, gt=0, allow_inf_nan=False)
+
+
+class NeuronSpec(_Spec):
+    """AWS Trainium/Inferentia: neuron-monitor's report stream and/or the power files."""
+
+    kind: Literal["neuron"]
+    name: str = "neuron"
+    host: str | None = None  # names every reading (not the reports' instance id); else hostname
+    command: Annotated[tuple[str, ...], Field(min_length=1)] | None = None  # argv, no shell
+    file: Path | None = None  # a file neuron-monitor's output is appended to, followed
+    stdin: bool = False  # gigawatt's own standard input: neuron-monitor | gigawatt serve ...
+    max_report_age_seconds: float = Field(default=30.0, gt=0, allow_inf_nan=False)
+    power: NeuronPowerSpec | None = None
+
+    @model_validator(mode="after")
+    def _inputs(self) -> Self:
+        streams = [
+            name
+            for name, given in (
+                ("command", self.command is not None),
+                ("file", self.file is not None),
+                ("stdin", self.stdin),
+            )
+            if given
+        ]
+        errors = []
+        if len(streams) > 1:
+            errors.append(f"give one stream input, not {' and '.join(streams)}")
+        if not streams and self.power is None:
+            errors.append("give a stream (command, file or stdin: true), a power block, or both")
+        if self.command is not None and not self.command[0].strip():
+            errors.append("command must start with the program to run")
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+    @property
+    def has_stream(self) -> bool:
+        return self.command is not None or self.file is not None or self.stdin
+
+
 class SimulatedSpec(_Spec):
     kind: Literal["simulated"]
     name: str = "simulated"
@@ -78,7 +148,8 @@ class SimulatedSpec(_Spec):
 
 
 SourceSpec = Annotated[
-    RedfishSpec | PrometheusSpec | NvmlSpec | SimulatedSpec, Field(discriminator="kind")
+    RedfishSpec | PrometheusSpec | NvmlSpec | SysfsSpec | NeuronSpec | SimulatedSpec,
+    Field(discriminator="kind"),
 ]
 
 
@@ -104,7 +175,7 @@ def parse_collectors(text: str, source: str = "<collectors>") -> CollectorsFile:
     except ValidationError as error:
         problems = []
         details = error.errors()
-        tags = {"redfish", "prometheus", "nvml", "simulated"}
+        tags = {"redfish", "prometheus", "nvml", "sysfs", "neuron", "simulated"}
         for detail in details:
             # pydantic names the union member chosen by `kind` in the path: not a YAML key.
             path = tuple(
@@ -131,15 +202,24 @@ def parse_collectors(text: str, source: str = "<collectors>") -> CollectorsFile:
     return spec
 
 
+def _beside(collectors: Path, path: Path) -> Path:
+    """``path`` as the collectors file means it: a relative path is relative to that file."""
+    return (collectors.parent / path).absolute()
+
+
 def build_sources(
     path: Path, topology: Topology, environ: Mapping[str, str] | None = None
 ) -> list[Source]:
     """The sources a collectors file describes, attached through its inventory."""
+    from collector.sources.neuron_stream import NeuronStream
     from collector.sources.readings_source import (
+        NeuronPowerFiles,
         ReadingsSource,
+        neuron_reader,
         nvml_reader,
         prometheus_reader,
         redfish_reader,
+        sysfs_reader,
     )
 
     spec = parse_collectors(read_config(path, CollectorsError), str(path))
@@ -160,6 +240,37 @@ def build_sources(
             sources.append(ReadingsSource(item.name, reader, inventory))
         elif isinstance(item, NvmlSpec):
             sources.append(ReadingsSource(item.name, nvml_reader(item.host), inventory))
+        elif isinstance(item, SysfsSpec):
+            reader = sysfs_reader(
+                _beside(path, item.root),
+                host=item.host,
+                max_depth=item.max_depth,
+                max_power_watts=item.max_power_watts,
+            )
+            sources.append(ReadingsSource(item.name, reader, inventory))
+        elif isinstance(item, NeuronSpec):
+            host = item.host if item.host is not None else socket.gethostname()
+            stream = (
+                NeuronStream(
+                    command=item.command,
+                    file=_beside(path, item.file) if item.file is not None else None,
+                    stdin=sys.stdin.buffer if item.stdin else None,
+                    host=host,
+                    max_report_age_seconds=item.max_report_age_seconds,
+                )
+                if item.has_stream
+                else None
+            )
+            power = (
+                NeuronPowerFiles(
+                    _beside(path, item.power.root),
+                    item.power.rated_power_watts,
+                    item.power.max_age_seconds,
+                )
+                if item.power is not None
+                else None
+            )
+            sources.append(ReadingsSource(item.name, neuron_reader(stream, power, host), inventory))
         else:
             simulated = SimulatedSource(
                 topology, SimulationConfig(seed=item.seed, workload=item.workload)

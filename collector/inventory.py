@@ -11,8 +11,16 @@ An inventory is a CSV with three columns, one row per device:
   when the device identity is unique on its own (a GPU UUID).
 * ``device`` is the reading's device: a GPU UUID, a Neuron device (``neuron3``), a Redfish
   resource path.
-* ``entity`` is a global topology id: an accelerator (``B01-H1-R01-K01-N1-A03``) or a rack
-  PDU feed (``B01-H1-R01-K01/A``: rack, slash, feed).
+* ``entity`` is a global topology id: an accelerator (``B01-H1-R01-K01-N1-A03``), a node
+  (``B01-H1-R01-K01-N1``: a server, whose BMC and CPUs report its input and CPU power) or a
+  rack PDU feed (``B01-H1-R01-K01/A``: rack, slash, feed).
+* For a node, ``device`` may be ``*``: every node-level reading of that host (its IPMI DCMI
+  power, its RAPL packages) belongs to the node, whatever the device is called. A BMC seen
+  over Redfish names its server by chassis path, so list that path instead when one BMC
+  serves several servers.
+
+    gpu-node-017,*,B01-H1-R01-K01-N1
+    10.20.3.17,/redfish/v1/Chassis/System.Embedded.1,B01-H1-R01-K01-N1
 
 Loading validates every row against the topology and lists every problem with its line;
 identity never rests on a GPU index alone.
@@ -21,6 +29,7 @@ identity never rests on a GPU index alone.
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,16 +53,17 @@ class Inventory:
 
     accelerators: pl.DataFrame  # host (may be ""), device, accelerator_index
     feeds: pl.DataFrame  # host (may be ""), device, feed_index
+    nodes: pl.DataFrame  # host (may be ""), device (may be "*": the whole host), node_index
 
     @classmethod
     def empty(cls) -> Inventory:
+        def table(key: str) -> pl.DataFrame:
+            return pl.DataFrame(schema={"host": pl.String, "device": pl.String, key: pl.UInt32})
+
         return cls(
-            accelerators=pl.DataFrame(
-                schema={"host": pl.String, "device": pl.String, "accelerator_index": pl.UInt32}
-            ),
-            feeds=pl.DataFrame(
-                schema={"host": pl.String, "device": pl.String, "feed_index": pl.UInt32}
-            ),
+            accelerators=table("accelerator_index"),
+            feeds=table("feed_index"),
+            nodes=table("node_index"),
         )
 
 
@@ -114,7 +124,10 @@ def parse_inventory(text: str, topology: Topology, source: str = "<inventory>") 
         feed=pl.col("entity").str.split("/").list.last(),
     )
     feeds = feeds.with_columns(feed_index=topology.resolve_feed(feeds["rack"], feeds["feed"]))
-    accelerators = frame.filter(~is_feed)
+    others = frame.filter(~is_feed)
+    others = others.with_columns(node_index=topology.resolve("node", others["entity"]))
+    nodes = others.filter(pl.col("node_index").is_not_null())
+    accelerators = others.filter(pl.col("node_index").is_null())
     accelerators = accelerators.with_columns(
         accelerator_index=resolve_accelerators(topology, accelerators["entity"])
     )
@@ -123,9 +136,17 @@ def parse_inventory(text: str, topology: Topology, source: str = "<inventory>") 
         ("rack feed", feeds, "feed_index"),
     ):
         for line, entity in table.filter(pl.col(column).is_null()).select("line", "entity").rows():
-            problems.append(_row_problem(line, f"unknown {kind} {entity!r} in this site"))
+            what = kind
+            if kind == "accelerator" and not re.search(r"-A\d+$", entity):
+                what = "accelerator or node"
+            problems.append(_row_problem(line, f"unknown {what} {entity!r} in this site"))
+    for line in nodes.filter(pl.col("device").eq("*") & pl.col("host").eq("")).get_column("line"):
+        problems.append(_row_problem(line, "device '*' (the whole host) needs a host"))
+    for table in (accelerators, feeds):
+        for line in table.filter(pl.col("device") == "*").get_column("line"):
+            problems.append(_row_problem(line, "device '*' (the whole host) is only for a node"))
     both = pl.concat(
-        [accelerators.select("host", "device", "line"), feeds.select("host", "device", "line")]
+        [table.select("host", "device", "line") for table in (accelerators, feeds, nodes)]
     )
     repeated = both.filter(pl.struct("host", "device").is_duplicated())
     for line, host, device in repeated.select("line", "host", "device").rows():
@@ -135,6 +156,7 @@ def parse_inventory(text: str, topology: Topology, source: str = "<inventory>") 
     return Inventory(
         accelerators=accelerators.select("host", "device", "accelerator_index"),
         feeds=feeds.select("host", "device", "feed_index"),
+        nodes=nodes.select("host", "device", "node_index"),
     )
 
 

@@ -24,7 +24,7 @@ from collector.validate import ValidationLimits, validate
 
 log = logging.getLogger(__name__)
 
-KINDS = ("accelerator", "feed", "building")
+KINDS = ("accelerator", "node", "feed", "building")
 
 
 @dataclass(frozen=True)
@@ -225,7 +225,9 @@ class Pipeline:
         merged = {kind: self._merge(kind, frames) for kind, frames in accepted.items()}
         counters = self._advance_energy(merged, now)
 
-        nodes = rollup.node_frame(merged["accelerator"], topology, counters["accelerator"])
+        nodes = rollup.node_frame(
+            merged["accelerator"], merged["node"], topology, counters["accelerator"]
+        )
         feeds = rollup.feed_frame(merged["feed"], topology, counters["feed"])
         racks = rollup.rack_frame(nodes, feeds, topology)
         rows = rollup.parent_frame(racks, "row", topology)

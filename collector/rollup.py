@@ -13,6 +13,15 @@ Semantics, the same at every level from rack to site:
 * ``accelerator_power_watts`` is what the accelerators themselves report, with its own
   ``accelerators_reporting_ratio``. The difference to ``power_watts`` is the hosts, fans,
   network and conversion losses.
+* ``node_power_watts`` is what the servers' BMCs report as their input power, with its own
+  ``nodes_reporting_ratio``. ``unattributed_power_watts`` = PDU power - node power is what
+  no server meters: switches, the rack's AC/DC conversion, and any meter that reads wrong.
+  A rack gives it only when every feed and every node of it reported (a partial sum on
+  either side would make it a fiction); a parent sums it over those complete racks, as
+  site PUE uses only the buildings where both figures are known, so one silent BMC does
+  not blank a hall. A negative value means the BMCs claim more than the PDUs delivered: one
+  of the meters is off. This is the reconciliation across measurement layers
+  (accelerators, BMCs, PDUs) that per-device exporters cannot do.
 * ``energy_joules`` and ``accelerator_energy_joules`` sum the leaf counters kept by
   collector.energy over *all* leaves, reporting or not, so they never go backwards and
   children always sum to their parent.
@@ -37,8 +46,19 @@ ADDITIVE = (
     "accelerator_power_watts",
     "accelerators_reporting",
     "accelerators_expected",
+    "node_power_watts",
+    "nodes_reporting",
+    "nodes_expected",
+    "unattributed_power_watts",
     "energy_joules",
     "accelerator_energy_joules",
+)
+# Additive columns that are null, not 0, when no child reported.
+MEASURED = (
+    "power_watts",
+    "accelerator_power_watts",
+    "node_power_watts",
+    "unattributed_power_watts",
 )
 # Columns a parent gets as the largest of its children's.
 MAXIMAL = ("max_temperature_celsius",)
@@ -60,16 +80,23 @@ def with_derived_ratios(frame: pl.DataFrame) -> pl.DataFrame:
         accelerators_reporting_ratio=(
             pl.col("accelerators_reporting") / pl.col("accelerators_expected")
         ),
+        nodes_reporting_ratio=pl.col("nodes_reporting") / pl.col("nodes_expected"),
     )
 
 
 def node_frame(
-    accelerators: pl.DataFrame, topology: Topology, accelerator_energy: FloatArray
+    accelerators: pl.DataFrame,
+    node_samples: pl.DataFrame,
+    topology: Topology,
+    accelerator_energy: FloatArray,
 ) -> pl.DataFrame:
-    """Per node: its accelerators' power, temperature, memory, share reporting and energy.
+    """Per node: its accelerators' power, temperature, memory, share reporting and energy,
+    beside what its BMC reports (input power, CPU power) and the host's share.
 
     A node's accelerators are one contiguous index range, so each aggregate is one
-    ``reduceat`` over dense arrays rather than a 2 M-row group-by.
+    ``reduceat`` over dense arrays rather than a 2 M-row group-by. ``host_power_watts`` is the
+    input power minus the accelerators' own reports, given only when every accelerator of
+    the node reported.
     """
     count = topology.accelerator_count
     first = topology.nodes["first_accelerator_index"].to_numpy().astype(np.int64)
@@ -101,11 +128,24 @@ def node_frame(
             arrays.series("accelerator_energy_joules", np.add.reduceat(accelerator_energy, first)),
         )
         .with_columns(
+            arrays.series(
+                "power_watts",
+                arrays.dense(node_samples, "node_index", "power_watts", topology.nodes.height),
+            ),
+            arrays.series(
+                "cpu_power_watts",
+                arrays.dense(node_samples, "node_index", "cpu_power_watts", topology.nodes.height),
+            ),
+        )
+        .with_columns(
             headroom_watts=pl.col("capacity_watts") - pl.col("accelerator_power_watts"),
             utilization_ratio=pl.col("accelerator_power_watts") / pl.col("capacity_watts"),
             accelerators_reporting_ratio=(
                 pl.col("accelerators_reporting") / pl.col("accelerators_expected")
             ),
+            host_power_watts=pl.when(
+                pl.col("accelerators_reporting") == pl.col("accelerators_expected")
+            ).then(pl.col("power_watts") - pl.col("accelerator_power_watts")),
         )
     )
 
@@ -142,6 +182,9 @@ def rack_frame(nodes: pl.DataFrame, feeds: pl.DataFrame, topology: Topology) -> 
         sum_or_null("accelerator_power_watts"),
         pl.col("accelerators_reporting").sum(),
         pl.col("accelerators_expected").sum(),
+        sum_or_null("power_watts").alias("node_power_watts"),
+        pl.col("power_watts").count().cast(pl.UInt32).alias("nodes_reporting"),
+        pl.len().cast(pl.UInt32).alias("nodes_expected"),
         pl.col("max_temperature_celsius").max(),
         pl.col("accelerator_energy_joules").sum(),
     )
@@ -157,10 +200,18 @@ def rack_frame(nodes: pl.DataFrame, feeds: pl.DataFrame, topology: Topology) -> 
                 "feeds_expected",
                 "accelerators_reporting",
                 "accelerators_expected",
+                "nodes_reporting",
+                "nodes_expected",
             )
             .fill_null(0)
             .cast(pl.UInt32),
             pl.col("energy_joules", "accelerator_energy_joules").fill_null(0.0),
+        )
+        .with_columns(
+            unattributed_power_watts=pl.when(
+                (pl.col("feeds_reporting") == pl.col("feeds_expected"))
+                & (pl.col("nodes_reporting") == pl.col("nodes_expected"))
+            ).then(pl.col("power_watts") - pl.col("node_power_watts"))
         )
     )
     return with_derived_ratios(frame)
@@ -169,10 +220,8 @@ def rack_frame(nodes: pl.DataFrame, feeds: pl.DataFrame, topology: Topology) -> 
 def parent_frame(children: pl.DataFrame, level: str, topology: Topology) -> pl.DataFrame:
     """Roll children up one level (rack→row→hall→building→site); capacity from topology."""
     key = f"{level}_index"
-    aggregations = [sum_or_null("power_watts"), sum_or_null("accelerator_power_watts")]
-    aggregations += [
-        pl.col(c).sum() for c in ADDITIVE if c not in ("power_watts", "accelerator_power_watts")
-    ]
+    aggregations = [sum_or_null(c) for c in MEASURED]
+    aggregations += [pl.col(c).sum() for c in ADDITIVE if c not in MEASURED]
     aggregations += [pl.col(c).max() for c in MAXIMAL]
     if level == "site":
         summed = children.select(aggregations).with_columns(

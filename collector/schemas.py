@@ -37,6 +37,17 @@ FEED_SAMPLES: Schema = {
     "meter_energy_joules": pl.Float64,
 }
 
+# What a server measures of itself: its BMC's input power (Redfish chassis power, IPMI DCMI)
+# and its CPUs' RAPL power. The accelerators' own reports stay in ACCELERATOR_SAMPLES; the
+# difference is the host (CPUs, memory, fans, NICs), and rack PDU power minus the servers'
+# input power is what no server meters (switches, conversion losses, a miscalibrated meter).
+NODE_SAMPLES: Schema = {
+    "node_index": pl.UInt32,
+    "timestamp_seconds": pl.Float64,
+    "power_watts": pl.Float64,  # the server's input power, as its BMC reports it
+    "cpu_power_watts": pl.Float64,  # sum of its CPU packages (RAPL)
+}
+
 BUILDING_SAMPLES: Schema = {
     "building_index": pl.UInt32,
     "timestamp_seconds": pl.Float64,
@@ -71,6 +82,7 @@ METER_SAMPLES: Schema = {
 
 SAMPLE_SCHEMAS: Mapping[str, Schema] = {
     "accelerator": ACCELERATOR_SAMPLES,
+    "node": NODE_SAMPLES,
     "feed": FEED_SAMPLES,
     "building": BUILDING_SAMPLES,
 }
@@ -78,6 +90,7 @@ SAMPLE_SCHEMAS: Mapping[str, Schema] = {
 # The key column of each sample kind and the measurement columns validation checks.
 SAMPLE_KEYS: Mapping[str, str] = {
     "accelerator": "accelerator_index",
+    "node": "node_index",
     "feed": "feed_index",
     "building": "building_index",
 }
@@ -154,6 +167,12 @@ LEVEL_COLUMNS: Schema = {
     "accelerators_reporting": pl.UInt32,
     "accelerators_expected": pl.UInt32,
     "accelerators_reporting_ratio": pl.Float64,
+    "node_power_watts": pl.Float64,  # servers' input power, as their BMCs report it
+    "nodes_reporting": pl.UInt32,
+    "nodes_expected": pl.UInt32,
+    "nodes_reporting_ratio": pl.Float64,
+    # PDU power minus node power, over the racks where every feed and node reported
+    "unattributed_power_watts": pl.Float64,
     "max_temperature_celsius": pl.Float64,
     "energy_joules": pl.Float64,
     "accelerator_energy_joules": pl.Float64,

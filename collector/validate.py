@@ -57,6 +57,7 @@ def _entity(topology: Topology, kind: str, column: str) -> pl.Expr:
         return pl.lit(uniform)
     table = {
         "accelerator": topology.accelerators,
+        "node": topology.nodes,
         "feed": topology.feeds,
         "building": topology.buildings,
     }[kind]
@@ -71,6 +72,13 @@ def _bounds(topology: Topology, kind: str, limits: ValidationLimits) -> Mapping[
             "temperature_celsius": _Bounds(pl.lit(-40.0), pl.lit(150.0), signed=True),
             "utilization_ratio": _Bounds(None, pl.lit(1.0)),
             "memory_used_bytes": _Bounds(None, _entity(topology, kind, "memory_bytes")),
+        }
+    if kind == "node":
+        host = _entity(topology, kind, "host_max_watts")
+        chips = _entity(topology, kind, "capacity_watts")  # the node's accelerators' TDP
+        return {
+            "power_watts": _Bounds(None, (chips + host) * overload),
+            "cpu_power_watts": _Bounds(None, host * overload),
         }
     if kind == "feed":
         nominal = _entity(topology, kind, "voltage_volts")
@@ -93,6 +101,7 @@ def _bounds(topology: Topology, kind: str, limits: ValidationLimits) -> Mapping[
 def _entity_count(topology: Topology, kind: str) -> int:
     return {
         "accelerator": topology.accelerators.height,
+        "node": topology.nodes.height,
         "feed": topology.feeds.height,
         "building": topology.buildings.height,
     }[kind]

@@ -25,7 +25,7 @@ from collector.site.topology import Topology, build_topology
 from collector.sources.base import Source
 from collector.sources.simulated import SimulatedSource, SimulationConfig
 from exporters.exposition import CONTENT_TYPE, Renderer
-from exporters.service import CycleRunner, Published
+from exporters.service import CycleRunner, Published, close_sources
 
 VERSION = "0.1.0"
 
@@ -172,6 +172,7 @@ def create_app(
         finally:
             if runner is None:
                 active.stop()
+                close_sources(active.pipeline.sources)  # the cycle thread is done with them
 
     app = FastAPI(
         title="gigawatt",

@@ -136,12 +136,14 @@ def serve(
         from collector.collectors import CollectorsError, build_sources
         from collector.inventory import InventoryError
         from collector.site.topology import build_topology
+        from exporters.service import close_sources
 
         try:  # every problem in the file and its inventory, before starting anything
-            build_sources(collectors, build_topology(_choose_site(preset, site)))
+            checked = build_sources(collectors, build_topology(_choose_site(preset, site)))
         except (CollectorsError, InventoryError) as error:
             typer.echo(str(error), err=True)
             raise typer.Exit(2) from None
+        close_sources(checked)  # built to be checked only: the service builds its own
     try:
         settings = ServiceSettings(
             preset=None if site else (preset or "campus"),

@@ -136,6 +136,36 @@ def _level_metrics(level: str, scope: str, tier: str, it: str = "") -> list[Metr
             tier,
         ),
         Metric(
+            f"{prefix}_node_power_watts",
+            "gauge",
+            "watts",
+            f"Input power the servers of the {scope} report through their BMCs, summed over "
+            "those that reported (see the nodes reporting ratio).",
+            level,
+            "node_power_watts",
+            tier,
+        ),
+        Metric(
+            f"{prefix}_nodes_reporting_ratio",
+            "gauge",
+            "ratio",
+            f"Share of the {scope}'s servers whose BMC reported input power this cycle.",
+            level,
+            "nodes_reporting_ratio",
+            tier,
+        ),
+        Metric(
+            f"{prefix}_unattributed_power_watts",
+            "gauge",
+            "watts",
+            f"PDU power minus the servers' BMC input power, summed over the {scope}'s racks "
+            "where every feed and server reported: switches, conversion losses and meter "
+            "error; negative means the BMCs claim more than the PDUs delivered.",
+            level,
+            "unattributed_power_watts",
+            tier,
+        ),
+        Metric(
             f"{prefix}_accelerator_max_temperature_celsius",
             "gauge",
             "celsius",
@@ -372,6 +402,34 @@ METRICS: tuple[Metric, ...] = (
         "rack",
     ),
     # --- nodes and accelerators: only when asked ----------------------------------------------
+    Metric(
+        "gigawatt_node_power_watts",
+        "gauge",
+        "watts",
+        "Input power of the server as its BMC reports it (Redfish chassis power, IPMI DCMI).",
+        "node",
+        "power_watts",
+        "node",
+    ),
+    Metric(
+        "gigawatt_node_cpu_power_watts",
+        "gauge",
+        "watts",
+        "Power of the server's CPU packages (RAPL), summed.",
+        "node",
+        "cpu_power_watts",
+        "node",
+    ),
+    Metric(
+        "gigawatt_node_host_power_watts",
+        "gauge",
+        "watts",
+        "Server input power minus what its accelerators report: CPUs, memory, fans, NICs and "
+        "power supply losses. Only when every accelerator of the node reported.",
+        "node",
+        "host_power_watts",
+        "node",
+    ),
     Metric(
         "gigawatt_node_accelerator_power_watts",
         "gauge",

@@ -11,7 +11,7 @@ import gzip
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from collector.pipeline import Pipeline, Snapshot
@@ -103,3 +103,15 @@ class CycleRunner:
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+
+def close_sources(sources: Iterable[object]) -> None:
+    """Close every source that has a ``close`` (a subprocess and its thread, connections, NVML);
+    one that fails to close is logged and the others are still closed."""
+    for source in sources:
+        close = getattr(source, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:
+                log.exception("closing source %s failed", getattr(source, "name", source))

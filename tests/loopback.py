@@ -83,3 +83,33 @@ class LoopbackServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class _ExporterHandler(BaseHTTPRequestHandler):
+    server: QuietServer[ExporterServer]
+
+    def do_GET(self) -> None:
+        body = self.server.owner.body
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class ExporterServer(LoopbackServer):
+    """A Prometheus exporter on loopback serving ``body``, which a test may replace between
+    scrapes (a counter that moves, an exporter that restarts)."""
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__()
+        self.body = body
+        self.url = ""
+
+    def make_server(self) -> ThreadingHTTPServer:
+        server = QuietServer(self, _ExporterHandler)
+        self.url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+        return server

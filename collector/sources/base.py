@@ -23,6 +23,7 @@ class SampleBatch:
     )
     feeds: pl.DataFrame = field(default_factory=lambda: schemas.empty(schemas.FEED_SAMPLES))
     buildings: pl.DataFrame = field(default_factory=lambda: schemas.empty(schemas.BUILDING_SAMPLES))
+    nodes: pl.DataFrame = field(default_factory=lambda: schemas.empty(schemas.NODE_SAMPLES))
     jobs: pl.DataFrame = field(default_factory=lambda: schemas.empty(schemas.JOB_SAMPLES))
     allocations: pl.DataFrame = field(
         default_factory=lambda: schemas.empty(schemas.ALLOCATION_SAMPLES)
@@ -34,9 +35,12 @@ class SampleBatch:
     problems: pl.DataFrame = field(default_factory=lambda: schemas.empty(schemas.PROBLEMS))
 
     def frame(self, kind: str) -> pl.DataFrame:
-        return {"accelerator": self.accelerators, "feed": self.feeds, "building": self.buildings}[
-            kind
-        ]
+        return {
+            "accelerator": self.accelerators,
+            "node": self.nodes,
+            "feed": self.feeds,
+            "building": self.buildings,
+        }[kind]
 
 
 class ClosedOnExit:

@@ -635,7 +635,7 @@ def read_power_utilization(
     rated_power_watts: float,
     *,
     now: float,
-    max_age_seconds: float = 150.0,
+    max_age_seconds: float = 120.0,
     max_future_skew_seconds: float = 5.0,
     host: str | None = None,
 ) -> Frames:
@@ -643,9 +643,10 @@ def read_power_utilization(
 
     ``rated_power_watts``: the device's maximum power, from configuration; the file's
     percentages are of that figure, so watts are estimates. ``now``: the cycle's clock. A line
-    older than ``max_age_seconds`` (default 150: the file refreshes every minute) is ``stale``,
-    one more than ``max_future_skew_seconds`` ahead of ``now`` is ``future``; neither is a
-    reading. Raises ValueError only for a bad configuration.
+    older than ``max_age_seconds`` (default 120: the file refreshes every minute, and the
+    pipeline takes no sample older than 120 s) is ``stale``, one more than
+    ``max_future_skew_seconds`` ahead of ``now`` is ``future``; neither is a reading. Raises
+    ValueError only for a bad configuration.
     """
     if not (math.isfinite(rated_power_watts) and rated_power_watts > 0):
         raise ValueError(f"rated_power_watts must be a positive number, got {rated_power_watts}")

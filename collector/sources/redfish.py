@@ -89,6 +89,7 @@ from collector.sources.redfish_resources import (
     PowerDistributionLayout,
     Problem,
     Reading,
+    chassis_power_frame,
     normalize_link,
     odata_id_problem,
     parse_resource,
@@ -297,6 +298,10 @@ class RedfishRead:
     def pdu_power(self, **tolerances: float) -> pl.DataFrame:
         """One row per PDU: the reading that feeds the roll-up (see ``choose_pdu_power``)."""
         return pdu_power_frame(self.readings, self.power_distribution, **tolerances)
+
+    def chassis_power(self) -> pl.DataFrame:
+        """One row per chassis: the server input power (see ``chassis_power_frame``)."""
+        return chassis_power_frame(self.readings)
 
 
 # --- HTTP ------------------------------------------------------------------------------------

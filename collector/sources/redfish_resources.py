@@ -945,3 +945,63 @@ def pdu_power_frame(
             )
         )
     return pl.DataFrame(rows, schema=dict(PDU_POWER), orient="row")
+
+
+# --- servers: which chassis reading is the server's input power ------------------------------
+
+CHASSIS_POWER: schemas.Schema = {
+    "target": pl.String,
+    "device": pl.String,  # the Chassis resource
+    "power_watts": pl.Float64,
+    "rule": pl.String,  # environment_metrics or power_control
+    "source_device": pl.String,  # the reading that won
+}
+
+_CHASSIS_RULES = (
+    # (rule, pattern of the reading's device; group 1 is the chassis, group 2 an order)
+    ("environment_metrics", r"^(.*/Chassis/[^/#]+)/EnvironmentMetrics()$"),
+    ("power_control", r"^(.*/Chassis/[^/#]+)/Power#/PowerControl/(\d+)$"),
+)
+
+
+def chassis_power_frame(readings: pl.DataFrame) -> pl.DataFrame:
+    """One row per chassis with a power reading: the figure that is the server's input power.
+
+    1. ``environment_metrics``: ``Chassis/{id}/EnvironmentMetrics`` PowerWatts, the schema
+       that replaced ``Power`` (deprecated since 2020.4) and the one current firmware keeps up.
+    2. ``power_control``: the legacy ``Chassis/{id}/Power`` PowerControl PowerConsumedWatts,
+       the lowest-numbered member that reports (member 0 is the chassis total on the Dell
+       and HPE captures; most BMCs in service still serve only this).
+
+    Power supply figures are not summed into a total: a supply the crawl did not read
+    cannot be told from an empty bay, and input figures overstate (the Dell capture has
+    900 W in on a 750 W unit). Both candidates stay readings of their own, so the probe
+    shows the disagreement (public-rackmount1: 374 W against 344 W).
+    """
+    power = readings.filter(
+        (pl.col("metric") == "power_watts") & (pl.col("device_kind") == "chassis")
+    )
+    candidates = [
+        power.select(
+            "target",
+            pl.col("device").str.extract(pattern, 1).alias("chassis"),
+            pl.col("value").alias("power_watts"),
+            pl.lit(rule).alias("rule"),
+            pl.lit(rank).alias("rank"),
+            pl.col("device").str.extract(pattern, 2).cast(pl.Int64, strict=False).alias("order"),
+            pl.col("device").alias("source_device"),
+        ).filter(pl.col("chassis").is_not_null() & pl.col("power_watts").is_not_null())
+        for rank, (rule, pattern) in enumerate(_CHASSIS_RULES)
+    ]
+    return (
+        pl.concat(candidates)
+        .sort("target", "chassis", "rank", "order", nulls_last=False)
+        .unique(["target", "chassis"], keep="first", maintain_order=True)
+        .select(
+            "target",
+            pl.col("chassis").alias("device"),
+            "power_watts",
+            "rule",
+            "source_device",
+        )
+    )

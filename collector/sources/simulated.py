@@ -57,6 +57,13 @@ class SimulationConfig(BaseModel):
     memory_used_ratio_training: float = Field(default=0.82, ge=0, le=1)
     # Electrical.
     power_factor: float = Field(default=0.98, gt=0, le=1)
+    # Each server's BMC reads its input power with a fixed calibration error (PSU meters are
+    # specified to a few per cent) plus noise; rack PDU minus the servers' sum is then the
+    # conversion loss plus what the meters disagree on, as on a real floor.
+    bmc_calibration_spread: float = Field(default=0.015, ge=0, le=0.2)
+    bmc_noise_ratio: float = Field(default=0.003, ge=0)
+    # The CPU packages' share of what a server draws beyond its accelerators (RAPL's view).
+    cpu_share_of_host: float = Field(default=0.3, ge=0, le=1)
     feed_share_spread: float = Field(default=0.03, ge=0)  # static A/B imbalance (relative)
     # Weather and PUE (Indiana-like defaults).
     outdoor_mean_celsius: float = 12.0
@@ -69,6 +76,7 @@ class SimulationConfig(BaseModel):
     # Sources that drop out, to exercise "missing, never 0".
     accelerator_dropout_ratio: float = Field(default=0.0, ge=0, le=1)
     feed_dropout_ratio: float = Field(default=0.0, ge=0, le=1)
+    node_dropout_ratio: float = Field(default=0.0, ge=0, le=1)
 
 
 class Workload(Protocol):
@@ -252,6 +260,10 @@ class SimulatedSource:
         self._node_rack = nodes["rack_index"].to_numpy()
         self._host_idle = nodes["host_idle_watts"].to_numpy()
         self._host_span = nodes["host_max_watts"].to_numpy() - self._host_idle
+        self._node_index = nodes["node_index"].to_numpy()
+        self._bmc_gain = 1.0 + np.clip(
+            static.normal(0.0, cfg.bmc_calibration_spread, nodes.height), -0.05, 0.05
+        )
 
         racks = topology.racks
         self._rack_efficiency = racks["conversion_efficiency"].to_numpy()
@@ -295,7 +307,8 @@ class SimulatedSource:
         node_accelerator_power = np.add.reduceat(power64, self._node_first)
         node_activity = np.add.reduceat(activity.astype(np.float64), self._node_first)
         node_activity /= self._node_count
-        node_power = node_accelerator_power + self._host_idle + self._host_span * node_activity
+        host_power = self._host_idle + self._host_span * node_activity
+        node_power = node_accelerator_power + host_power
         rack_dc = weighted_count(self._node_rack, node_power, self._rack_efficiency.size)
         rack_input = rack_dc / self._rack_efficiency
         jitter = 1.0 + rng.normal(0.0, 0.002, self._feed_share.size)
@@ -328,6 +341,15 @@ class SimulatedSource:
                 "memory_used_bytes": self._memory_used,
             }
         )
+        bmc_noise = 1.0 + rng.normal(0.0, cfg.bmc_noise_ratio, node_power.size)
+        nodes = pl.DataFrame(
+            {
+                "node_index": self._node_index,
+                "timestamp_seconds": np.full(node_power.size, now),
+                "power_watts": node_power * self._bmc_gain * bmc_noise,
+                "cpu_power_watts": host_power * cfg.cpu_share_of_host,
+            }
+        )
         feeds = pl.DataFrame(
             {
                 "feed_index": np.arange(feed_power.size, dtype=np.uint32),
@@ -344,6 +366,8 @@ class SimulatedSource:
             )
         if cfg.feed_dropout_ratio > 0:
             feeds = feeds.filter(rng.random(feeds.height) >= cfg.feed_dropout_ratio)
+        if cfg.node_dropout_ratio > 0:
+            nodes = nodes.filter(rng.random(nodes.height) >= cfg.node_dropout_ratio)
         buildings = pl.DataFrame(
             {
                 "building_index": np.arange(self._building_count, dtype=np.uint32),
@@ -353,9 +377,12 @@ class SimulatedSource:
             }
         )
         if not isinstance(self.workload, JobWorkload):
-            return SampleBatch(accelerators=accelerators, feeds=feeds, buildings=buildings)
+            return SampleBatch(
+                accelerators=accelerators, nodes=nodes, feeds=feeds, buildings=buildings
+            )
         return SampleBatch(
             accelerators=accelerators,
+            nodes=nodes,
             feeds=feeds,
             buildings=buildings,
             jobs=self._job_frame(now),

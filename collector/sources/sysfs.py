@@ -470,10 +470,21 @@ def read(
     ``max_depth`` bounds how many directory levels below ``class/`` are entered (zone or hwmon
     directory: 1, its ``device`` directory: 2). Never raises for what it finds on disk.
     """
+    _, readings, problems = read_with_zones(root, host=host, max_depth=max_depth)
+    return readings, problems
+
+
+def read_with_zones(
+    root: Path = DEFAULT_ROOT, *, host: str | None = None, max_depth: int = 3
+) -> tuple[list[PowercapZone], pl.DataFrame, pl.DataFrame]:
+    """``read``'s frames and ``powercap_zones``' zones from one walk of the tree: what a reader
+    that keeps an EnergyCounter per zone needs each cycle, without reading /sys twice."""
     walk = _Walk(root, max_depth, host)
-    _powercap_readings(walk, _read_zones(walk))
+    zones = _read_zones(walk)
+    _powercap_readings(walk, zones)
     _read_hwmon(walk)
-    return _frames(walk)
+    readings, problems = _frames(walk)
+    return zones, readings, problems
 
 
 # --- energy counter ---------------------------------------------------------------------------

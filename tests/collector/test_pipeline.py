@@ -314,12 +314,14 @@ def test_simulated_cycle_rejects_nothing_and_counts_every_value(demo: Topology) 
     _, snapshot = run(pipeline, 2)
     assert rejected(snapshot) == {}
     # Every (source, kind, reason) counter exists from the first cycle, at 0, so that
-    # increase() sees the first rejection: 3 sample kinds x 8 reasons, plus the fast meters'
+    # increase() sees the first rejection: 4 sample kinds x 8 reasons, plus the fast meters'
     # 3 reasons (not_finite, negative, out_of_order) for the one source.
-    assert snapshot.rejected.height == 3 * 8 + 3
+    assert snapshot.rejected.height == 4 * 8 + 3
     assert snapshot.rejected["samples"].sum() == 0
+    # Each simulated server reports its input power (BMC) and its CPU power (RAPL).
     assert accepted(snapshot) == {
         ("simulated", "accelerator"): 2 * 2_048 * 4,
+        ("simulated", "node"): 2 * 128 * 2,
         ("simulated", "feed"): 2 * 128 * 4,
         ("simulated", "building"): 2 * 1 * 2,
     }

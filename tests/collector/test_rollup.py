@@ -131,6 +131,7 @@ def roll_up(
     feed_energy: FloatArray | None = None,
     accelerator_energy: FloatArray | None = None,
     non_it_energy: FloatArray | None = None,
+    node_samples: pl.DataFrame | None = None,
 ) -> Rolled:
     """The roll-up chain in the order the pipeline runs it."""
     if feed_energy is None:
@@ -141,7 +142,9 @@ def roll_up(
         non_it_energy = np.zeros(topology.buildings.height)
     if buildings is None:
         buildings = schemas.empty(schemas.BUILDING_SAMPLES)
-    nodes = rollup.node_frame(accelerators, topology, accelerator_energy)
+    if node_samples is None:
+        node_samples = schemas.empty(schemas.NODE_SAMPLES)
+    nodes = rollup.node_frame(accelerators, node_samples, topology, accelerator_energy)
     feed_level = rollup.feed_frame(feeds, topology, feed_energy)
     racks = rollup.rack_frame(nodes, feed_level, topology)
     rows = rollup.parent_frame(racks, "row", topology)
@@ -630,3 +633,105 @@ def test_site_pue_is_null_not_nan_when_no_building_reports_non_it(demo: Topology
     assert site["facility_power_watts"] is None
     # Unknown is null (missing), as everywhere else; NaN would be exported as a value.
     assert site["pue_ratio"] is None
+
+
+# --- servers: BMC input power and the reconciliation against the PDUs -------------------------
+
+NODES = 128
+NODE_CPU_WATTS = 600.0
+
+
+def node_samples(watts: npt.ArrayLike, cpu_watts: float | None = NODE_CPU_WATTS) -> pl.DataFrame:
+    power = np.asarray(watts, dtype=np.float64)
+    return pl.DataFrame(
+        {
+            "node_index": np.arange(power.size, dtype=np.uint32),
+            "timestamp_seconds": np.full(power.size, NOW),
+            "power_watts": power,
+            "cpu_power_watts": [cpu_watts] * power.size,
+        },
+        schema=dict(schemas.NODE_SAMPLES),
+    )
+
+
+def demo_nodes() -> pl.DataFrame:
+    """Node i's BMC reports 4,000 + i W: 2,800 W of accelerators and 1,200 + i W of host."""
+    return node_samples(4_000.0 + np.arange(NODES))
+
+
+def test_node_input_power_beside_its_accelerators_and_the_host_share(demo: Topology) -> None:
+    rolled = roll_up(demo, demo_accelerators(), demo_feeds(), node_samples=demo_nodes())
+    node = rolled.nodes.row(3, named=True)
+    assert node["power_watts"] == 4_003.0
+    assert node["cpu_power_watts"] == NODE_CPU_WATTS
+    assert node["accelerator_power_watts"] == pytest.approx(NODE_ACCELERATOR_POWER)
+    assert node["host_power_watts"] == pytest.approx(4_003.0 - NODE_ACCELERATOR_POWER)
+
+
+def test_rack_unattributed_power_is_pdu_minus_servers(demo: Topology) -> None:
+    rolled = roll_up(demo, demo_accelerators(), demo_feeds(), node_samples=demo_nodes())
+    rack = rolled.racks.row(5, named=True)  # feeds 10, 11 and nodes 10, 11
+    pdu = (10_000.0 + 10) + (10_000.0 + 11)
+    servers = (4_000.0 + 10) + (4_000.0 + 11)
+    assert rack["node_power_watts"] == pytest.approx(servers)
+    assert rack["nodes_reporting"] == 2
+    assert rack["nodes_reporting_ratio"] == 1.0
+    assert rack["unattributed_power_watts"] == pytest.approx(pdu - servers)
+    site = rolled.site.row(0, named=True)
+    assert site["node_power_watts"] == pytest.approx(4_000.0 * NODES + sum(range(NODES)))
+    assert site["unattributed_power_watts"] == pytest.approx(
+        site["power_watts"] - site["node_power_watts"]
+    )
+    for child, parent, key in FEED_CHAIN[1:]:
+        assert_children_sum_to_parent(
+            getattr(rolled, child),
+            getattr(rolled, parent),
+            key,
+            ["node_power_watts", "unattributed_power_watts"],
+        )
+
+
+def test_unattributed_power_counts_only_racks_where_every_feed_and_server_reported(
+    demo: Topology,
+) -> None:
+    # Rack 0 loses a server, rack 1 a feed: neither can say what is unattributed; their row
+    # (row 0, racks 0-7) sums the six complete racks only.
+    nodes = demo_nodes().filter(pl.col("node_index") != 0)
+    feeds = demo_feeds().filter(pl.col("feed_index") != 2)
+    rolled = roll_up(demo, demo_accelerators(), feeds, node_samples=nodes)
+    racks = rolled.racks
+    assert racks["unattributed_power_watts"][0] is None
+    assert racks["unattributed_power_watts"][1] is None
+    assert racks["nodes_reporting_ratio"][0] == 0.5
+    assert racks["node_power_watts"][0] == 4_001.0  # the server that did report
+    complete = racks.filter(pl.col("row_index") == 0).slice(2)
+    expected = float((complete["power_watts"] - complete["node_power_watts"]).sum())
+    assert rolled.rows["unattributed_power_watts"][0] == pytest.approx(expected)
+    assert rolled.rows["nodes_reporting_ratio"][0] == pytest.approx(15 / 16)
+
+
+def test_servers_claiming_more_than_their_pdus_give_negative_unattributed_power(
+    demo: Topology,
+) -> None:
+    nodes = demo_nodes().with_columns(power_watts=pl.lit(11_000.0))
+    rolled = roll_up(demo, demo_accelerators(), demo_feeds(), node_samples=nodes)
+    assert rolled.racks["unattributed_power_watts"][0] == pytest.approx(20_001.0 - 22_000.0)
+
+
+def test_silent_bmcs_leave_node_power_missing_not_zero(demo: Topology) -> None:
+    rolled = roll_up(demo, demo_accelerators(), demo_feeds())
+    assert rolled.nodes["power_watts"].null_count() == NODES
+    assert rolled.nodes["host_power_watts"].null_count() == NODES
+    assert rolled.nodes["cpu_power_watts"].null_count() == NODES
+    for frame in (rolled.racks, rolled.rows, rolled.halls, rolled.buildings, rolled.site):
+        assert frame["node_power_watts"].null_count() == frame.height
+        assert frame["unattributed_power_watts"].null_count() == frame.height
+        assert (frame["nodes_reporting_ratio"] == 0.0).all()
+
+
+def test_host_power_needs_every_accelerator_of_the_node(demo: Topology) -> None:
+    accelerators = demo_accelerators().filter(pl.col("accelerator_index") != 17)  # node 1
+    rolled = roll_up(demo, accelerators, demo_feeds(), node_samples=demo_nodes())
+    assert rolled.nodes["host_power_watts"][1] is None
+    assert rolled.nodes["power_watts"][1] == 4_001.0
+    assert rolled.nodes["host_power_watts"][0] == pytest.approx(4_000.0 - NODE_ACCELERATOR_POWER)

@@ -269,3 +269,35 @@ def test_dropout_ratios_remove_samples(demo: Topology) -> None:
     full = SimulatedSource(demo).read(APRIL_MORNING)
     assert full.accelerators.height == 2_048
     assert full.feeds.height == 128
+
+
+def test_bmcs_report_server_power_and_the_rack_pdus_see_the_conversion_loss(
+    demo: Topology, source: SimulatedSource
+) -> None:
+    batch = source.read(APRIL_MORNING)
+    nodes = batch.nodes
+    assert nodes.schema == pl.Schema(schemas.NODE_SAMPLES)
+    assert nodes.height == demo.nodes.height
+    node_rack = demo.nodes["rack_index"]
+    servers = (
+        nodes.with_columns(rack_index=node_rack)
+        .group_by("rack_index")
+        .agg(pl.col("power_watts").sum().alias("servers"))
+    )
+    racks = rack_input(demo, batch.feeds).join(servers, on="rack_index")
+    # A rack's PDUs deliver its servers' draw over the 97 % conversion; the BMCs read each
+    # server within their calibration error (1.5 % spread, clipped at 5 %).
+    loss = 1.0 - racks["servers"] / racks["rack_watts"]
+    assert loss.min() > 0.03 - 0.055
+    assert loss.max() < 0.03 + 0.055
+    site_loss = 1.0 - racks["servers"].sum() / racks["rack_watts"].sum()
+    assert site_loss == pytest.approx(0.03, abs=0.006)
+    # CPUs are a share of the host, which is what the BMC reads beyond the chips.
+    chips = (
+        batch.accelerators.with_columns(node_index=demo.accelerators["node_index"])
+        .group_by("node_index")
+        .agg(pl.col("power_watts").sum())
+        .sort("node_index")["power_watts"]
+    )
+    assert (nodes["cpu_power_watts"] > 0).all()
+    assert (nodes["cpu_power_watts"] < (nodes["power_watts"] - chips) * 0.35).all()

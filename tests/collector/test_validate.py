@@ -306,6 +306,36 @@ def test_building_fields_are_checked(demo: Topology) -> None:
     assert run(too_much, demo, "building").rejections == {"out_of_range": 2}
 
 
+def test_node_fields_are_checked_against_chips_plus_host(demo: Topology) -> None:
+    # A demo server: 16 chips of 500 W TDP and a host of at most 6 kW, so 14 kW; with the
+    # default 1.5 overload factor 21 kW is the most a BMC can plausibly report, 9 kW for CPUs.
+    frame = pl.DataFrame(
+        [
+            (0, NOW, 21_000.0, 9_000.0),
+            (1, NOW, 21_000.1, 9_000.1),
+            (2, NOW, -1.0, None),
+            (3, NOW, None, float("nan")),
+            (500, NOW, 4_000.0, 300.0),
+        ],
+        schema=dict(schemas.NODE_SAMPLES),
+        orient="row",
+    )
+    result = run(frame, demo, "node")
+    assert result.rejections == {
+        "out_of_range": 2,
+        "negative": 1,
+        "not_finite": 1,
+        "unknown_entity": 2,
+    }
+    assert result.frame.rows() == [
+        (0, NOW, 21_000.0, 9_000.0),
+        (1, NOW, None, None),
+        (2, NOW, None, None),
+        (3, NOW, None, None),
+    ]
+    assert result.accepted_samples == 2
+
+
 def test_empty_frame_is_valid_and_empty(demo: Topology) -> None:
     result = run(schemas.empty(schemas.FEED_SAMPLES), demo, "feed")
     assert result.accepted_samples == 0

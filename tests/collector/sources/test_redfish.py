@@ -37,10 +37,12 @@ from collector.sources.redfish import (
 from collector.sources.redfish_resources import (
     KILOWATT_HOUR_JOULES,
     PowerDistributionLayout,
+    chassis_power_frame,
     choose_pdu_power,
     parse_resource,
     readings_from_resource,
 )
+from tests.frames import power_readings
 
 from .redfish_server import InFlightTracker, PathBehaviour, RedfishServer
 
@@ -429,6 +431,75 @@ def test_hpe_ilo_capture_yields_its_power_and_oem_readings(shared_fixtures: Path
         f"{HPE_CHASSIS}/Power#/PowerSupplies/1/Oem/Hpe/AveragePowerOutputWatts": 90.0,
     }
     assert oem["device_kind"].unique().to_list() == ["psu"]
+
+
+# --- which chassis reading is the server's input power ----------------------------------------
+
+
+def chosen_chassis(read: RedfishRead) -> dict[str, tuple[float, str, str]]:
+    frame = read.chassis_power()
+    assert frame.schema == pl.Schema(
+        {
+            "target": pl.String,
+            "device": pl.String,
+            "power_watts": pl.Float64,
+            "rule": pl.String,
+            "source_device": pl.String,
+        }
+    )
+    return {
+        row["device"]: (row["power_watts"], row["rule"], row["source_device"])
+        for row in frame.rows(named=True)
+    }
+
+
+def test_environment_metrics_wins_over_the_legacy_power_resource(shared_fixtures: Path) -> None:
+    with RedfishServer(mockup(shared_fixtures, "public-rackmount1")) as server:
+        read = read_once(plain(server))
+    # 374 W (EnvironmentMetrics) against 344 W (legacy PowerControl): the current schema wins,
+    # the other stays a reading of its own.
+    assert chosen_chassis(read) == {
+        "/redfish/v1/Chassis/1U": (
+            374.0,
+            "environment_metrics",
+            "/redfish/v1/Chassis/1U/EnvironmentMetrics",
+        )
+    }
+
+
+def test_vendor_captures_give_their_chassis_power_from_power_control(
+    shared_fixtures: Path,
+) -> None:
+    with (
+        RedfishServer(routes=dell_routes(shared_fixtures)) as dell,
+        RedfishServer(routes=hpe_routes(shared_fixtures)) as hpe,
+    ):
+        dell_read = read_once(plain(dell, crawl_prefixes=FULL_CRAWL))
+        hpe_read = read_once(plain(hpe, crawl_prefixes=FULL_CRAWL))
+    assert chosen_chassis(dell_read) == {
+        DELL_CHASSIS: (429.0, "power_control", f"{DELL_CHASSIS}/Power#/PowerControl/0")
+    }
+    assert chosen_chassis(hpe_read) == {
+        HPE_CHASSIS: (221.0, "power_control", f"{HPE_CHASSIS}/Power#/PowerControl/0")
+    }
+
+
+def test_chassis_power_takes_the_lowest_power_control_and_never_a_psu() -> None:
+    chassis = "/redfish/v1/Chassis/A"
+    readings = power_readings(
+        [
+            ("bmc", "10.0.0.1", f"{chassis}/Power#/PowerControl/1", "chassis", 80.0),
+            ("bmc", "10.0.0.1", f"{chassis}/Power#/PowerControl/0", "chassis", 500.0),
+            ("bmc", "10.0.0.1", f"{chassis}/Power#/PowerSupplies/0", "psu", 900.0),
+            # a PSU alone is no chassis figure; a chassis figure with no value is no choice
+            ("bmc", "10.0.0.1", "/redfish/v1/Chassis/B/Power#/PowerSupplies/0", "psu", 300.0),
+            ("bmc", "10.0.0.1", "/redfish/v1/Chassis/C/EnvironmentMetrics", "chassis", None),
+        ]
+    )
+    chosen = chassis_power_frame(readings)
+    assert chosen.select("device", "power_watts", "rule").rows() == [
+        (chassis, 500.0, "power_control")
+    ]
 
 
 INVALID = {

@@ -14,6 +14,7 @@ import pytest
 
 from collector import schemas
 from collector.sources import sysfs
+from collector.sources.readings_source import ReaderResult, sysfs_reader
 from collector.sources.sysfs import EnergyCounter
 
 NODE_EXPORTER = Path("prometheus-node_exporter/collector/fixtures")
@@ -435,3 +436,84 @@ def test_time_must_move_forward() -> None:
 def test_counter_rejects_a_bad_bound() -> None:
     with pytest.raises(ValueError, match="max_power_watts"):
         EnergyCounter(max_power_watts=0)
+
+
+# --- the collectors file's sysfs kind (readings_source.sysfs_reader) --------------------------
+
+PACKAGE = "class/powercap/intel-rapl:0"
+
+
+def rapl_tree(root: Path, energy_uj: int, max_energy_range_uj: int = 10_000_000) -> None:
+    write(root, f"{PACKAGE}/name", "package-0\n")
+    write(root, f"{PACKAGE}/energy_uj", f"{energy_uj}\n")
+    write(root, f"{PACKAGE}/max_energy_range_uj", f"{max_energy_range_uj}\n")
+    (root / "class" / "hwmon").mkdir(exist_ok=True)  # present, with no sensor
+
+
+def power_of(result: ReaderResult) -> pl.DataFrame:
+    return result.readings.filter(pl.col("metric") == "power_watts")
+
+
+def test_the_sysfs_kind_turns_two_reads_into_average_power(tmp_path: Path) -> None:
+    rapl_tree(tmp_path, 1_000_000)
+    reader = sysfs_reader(tmp_path, host="node-1")
+    first = reader(1_000.0)
+    assert power_of(first).is_empty()  # one read is no interval: missing, not 0
+    assert value_of(first.readings, "intel-rapl:0", "energy_joules") == 1.0
+    assert first.targets.rows() == [(f"sysfs://node-1{tmp_path}", 1.0, pytest.approx(0, abs=1))]
+
+    rapl_tree(tmp_path, 6_000_000)
+    second = reader(1_010.0)
+    (power,) = power_of(second).rows(named=True)
+    assert power["value"] == (6_000_000 - 1_000_000) / 1e6 / (1_010.0 - 1_000.0)
+    assert power | {"value": None} == {
+        "source": "sysfs",
+        "target": str(tmp_path),
+        "host": "node-1",
+        "device": "intel-rapl:0",
+        "device_kind": "cpu_package",
+        "metric": "power_watts",
+        "value": None,
+        "unit": "watts",
+        "estimated": False,
+        "timestamp_seconds": None,
+    }
+    assert value_of(second.readings, "intel-rapl:0", "energy_joules") == 6.0  # the raw counter
+
+    rapl_tree(tmp_path, 2_000_000)  # wrapped at 10 J: 4 J to the top, then 2 J
+    third = reader(1_020.0)
+    assert power_of(third)["value"].to_list() == [(10_000_000 - 6_000_000 + 2_000_000) / 1e6 / 10]
+    assert third.problems.is_empty()
+
+
+def test_a_counter_the_sysfs_kind_cannot_trust_is_a_problem_at_its_zone(tmp_path: Path) -> None:
+    rapl_tree(tmp_path, 9_000_000)
+    reader = sysfs_reader(tmp_path, host="node-1", max_power_watts=1.0)
+    reader(0.0)
+    rapl_tree(tmp_path, 1_000_000)
+    result = reader(100.0)  # 100 s at up to 1 W could hold ten wraps of 10 J
+    assert power_of(result).is_empty()
+    assert result.problems.select("location", "reason").rows() == [
+        (str(tmp_path / PACKAGE), "ambiguous_wrap")
+    ]
+
+
+def test_the_sysfs_kind_reports_a_missing_root_as_down(tmp_path: Path) -> None:
+    missing = tmp_path / "no-sys"
+    result = sysfs_reader(missing, host="node-1")(0.0)
+    assert result.readings.is_empty()
+    assert result.problems.select("location", "reason").rows() == [(str(missing), "not_found")]
+    assert result.targets.select("target", "up").rows() == [(f"sysfs://node-1{missing}", 0.0)]
+
+
+def test_the_sysfs_kind_reads_node_exporters_rapl_counters(node_sys: Path) -> None:
+    result = sysfs_reader(node_sys, host="node-1")(0.0)
+    energy = result.readings.filter(pl.col("metric") == "energy_joules")
+    powercap = node_sys / "class" / "powercap"
+    expected = {
+        zone: int((powercap / zone / "energy_uj").read_text()) / 1e6
+        for zone in ("intel-rapl:0", "intel-rapl:0:0")
+    }
+    assert dict(energy.select("device", "value").rows()) == pytest.approx(expected, rel=1e-15)
+    assert result.targets["up"].to_list() == [1.0]
+    assert power_of(result).is_empty()
