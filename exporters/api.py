@@ -139,6 +139,9 @@ PUBLIC_COLUMNS = (
     "reporting_ratio",
     "accelerator_power_watts",
     "accelerators_reporting_ratio",
+    "node_power_watts",
+    "nodes_reporting_ratio",
+    "unattributed_power_watts",
     "max_temperature_celsius",
     "energy_joules",
 )

@@ -253,6 +253,18 @@ def test_power_by_building_is_the_default(service: Service, site: Site) -> None:
     assert item["facility_power_watts"] == pytest.approx(item["power_watts"] * item["pue_ratio"])
 
 
+def test_power_gives_each_rack_its_servers_and_unattributed_power(service: Service) -> None:
+    body = service.json("/api/v1/power", level="rack", building="B01", hall="B01-H1")
+    for item in body["items"]:
+        assert item["nodes_reporting_ratio"] == 1.0
+        assert item["unattributed_power_watts"] == pytest.approx(
+            item["power_watts"] - item["node_power_watts"]
+        )
+        # the simulated racks lose 3 % in conversion and each BMC errs by at most 5 %
+        share = item["unattributed_power_watts"] / item["power_watts"]
+        assert 0.03 - 0.055 < share < 0.03 + 0.055
+
+
 def test_power_of_one_halls_racks(service: Service, site: Site) -> None:
     [group] = site.buildings
     halls = site.building_types[group.type].halls[0]
