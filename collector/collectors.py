@@ -247,7 +247,8 @@ def build_sources(
                 max_depth=item.max_depth,
                 max_power_watts=item.max_power_watts,
             )
-            sources.append(ReadingsSource(item.name, reader, inventory))
+            # its RAPL counters are unwrapped with their known range: no naive rates on top
+            sources.append(ReadingsSource(item.name, reader, inventory, derive_rates=False))
         elif isinstance(item, NeuronSpec):
             host = item.host if item.host is not None else socket.gethostname()
             stream = (

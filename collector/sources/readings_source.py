@@ -46,12 +46,16 @@ Reader = Callable[[float], ReaderResult]
 class ReadingsSource:
     """Source ``name``: a reader plus an inventory."""
 
-    def __init__(self, name: str, reader: Reader, inventory: Inventory) -> None:
+    def __init__(
+        self, name: str, reader: Reader, inventory: Inventory, *, derive_rates: bool = True
+    ) -> None:
         self._name = name
         self.reader = reader
         self.inventory = inventory
-        # RAPL counters scraped from node_exporter come without power: watts from the deltas
-        self.rates = CounterRates()
+        # RAPL counters scraped from node_exporter come without power: watts from the deltas.
+        # A reader that unwraps its own counters (sysfs knows each zone's wrap range, and
+        # refuses an ambiguous interval) must not get a naive rate in its place.
+        self.rates = CounterRates() if derive_rates else None
 
     @property
     def name(self) -> str:
@@ -59,16 +63,19 @@ class ReadingsSource:
 
     def read(self, now: float) -> SampleBatch:
         result = self.reader(now)
-        derived, counter_problems = self.rates.derive(result.readings, now)
-        readings = pl.concat([result.readings, derived]) if derived.height else result.readings
-        accelerators, feeds = attach(readings, self.inventory)
+        readings = result.readings
         problems = schemas.conform(result.problems, schemas.PROBLEMS, f"{self.name} problems")
+        if self.rates is not None:
+            derived, counter_problems = self.rates.derive(readings, now)
+            readings = pl.concat([readings, derived])
+            problems = pl.concat([problems, counter_problems])
+        accelerators, feeds = attach(readings, self.inventory)
         return SampleBatch(
             accelerators=accelerators,
             nodes=attach_nodes(readings, self.inventory),
             feeds=feeds,
             targets=schemas.conform(result.targets, schemas.TARGET_HEALTH, f"{self.name} targets"),
-            problems=pl.concat([problems, counter_problems]),
+            problems=problems,
         )
 
     def close(self) -> None:

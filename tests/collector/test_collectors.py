@@ -347,6 +347,34 @@ def test_the_sysfs_kind_reads_its_root_relative_to_the_collectors_file(
     assert result.targets.select("target", "up").rows() == [(f"sysfs://node-1{tmp_path}/sys", 1.0)]
 
 
+def test_the_sysfs_kind_gives_its_node_cpu_power_and_no_naive_rate_over_a_wrap(
+    demo: Topology, tmp_path: Path
+) -> None:
+    zone = tmp_path / "sys" / "class" / "powercap" / "intel-rapl:0"
+    zone.mkdir(parents=True)
+    (zone / "name").write_text("package-0\n")
+    (zone / "max_energy_range_uj").write_text("262143328850\n")
+    (tmp_path / "inventory.csv").write_text("host,device,entity\nnode-1,*,B01-H1-R01-K01-N2\n")
+    collectors = tmp_path / "collectors.yaml"
+    collectors.write_text(
+        "inventory: inventory.csv\nsources:\n"
+        "  - {kind: sysfs, root: sys, host: node-1, max_power_watts: 5000}\n"
+    )
+    clock = iter([1_000.0, 1_010.0, 1_110.0])
+    pipeline = Pipeline(demo, build_sources(collectors, demo), clock=lambda: next(clock))
+    cpu: list[float | None] = []
+    for energy_uj in (5_000_000, 7_500_000, 9_000_000):
+        (zone / "energy_uj").write_text(f"{energy_uj}\n")
+        snapshot = pipeline.run_cycle()
+        cpu.append(snapshot.nodes["cpu_power_watts"][1])
+    # 2.5 J in 10 s; then 100 s at up to 5 kW may hide a wrap of 262 kJ: the zone's counter
+    # refuses the interval, and no rate from the raw counter stands in for it.
+    assert cpu == [None, pytest.approx(0.25), None]
+    reasons = set(snapshot.problems["reason"].to_list())
+    assert "ambiguous_wrap" in reasons
+    assert "counter_reset" not in reasons
+
+
 def neuron_power_tree(root: Path, device: int, line: str) -> None:
     path = root / "devices/virtual/neuron_device" / f"neuron{device}" / "stats/power/utilization"
     path.parent.mkdir(parents=True)
