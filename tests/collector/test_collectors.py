@@ -330,12 +330,18 @@ def test_bad_sysfs_and_neuron_sources_are_each_listed_with_their_line() -> None:
     assert "6 problem(s)" in str(error)
 
 
+def package_zone(root: Path) -> Path:
+    """A RAPL package zone directory under a sysfs ``root``, named but with no counter yet."""
+    zone = root / "class" / "powercap" / "intel-rapl:0"
+    zone.mkdir(parents=True)
+    (zone / "name").write_text("package-0\n")
+    return zone
+
+
 def test_the_sysfs_kind_reads_its_root_relative_to_the_collectors_file(
     demo: Topology, tmp_path: Path
 ) -> None:
-    zone = tmp_path / "sys" / "class" / "powercap" / "intel-rapl:0"
-    zone.mkdir(parents=True)
-    (zone / "name").write_text("package-0\n")
+    zone = package_zone(tmp_path / "sys")
     (zone / "energy_uj").write_text("1500000\n")
     collectors = tmp_path / "collectors.yaml"
     collectors.write_text("sources:\n  - {kind: sysfs, name: cpus, root: sys, host: node-1}\n")
@@ -350,9 +356,7 @@ def test_the_sysfs_kind_reads_its_root_relative_to_the_collectors_file(
 def test_the_sysfs_kind_gives_its_node_cpu_power_and_no_naive_rate_over_a_wrap(
     demo: Topology, tmp_path: Path
 ) -> None:
-    zone = tmp_path / "sys" / "class" / "powercap" / "intel-rapl:0"
-    zone.mkdir(parents=True)
-    (zone / "name").write_text("package-0\n")
+    zone = package_zone(tmp_path / "sys")
     (zone / "max_energy_range_uj").write_text("262143328850\n")
     (tmp_path / "inventory.csv").write_text("host,device,entity\nnode-1,*,B01-H1-R01-K01-N2\n")
     collectors = tmp_path / "collectors.yaml"
