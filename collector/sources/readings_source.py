@@ -170,14 +170,7 @@ def nvml_reader(host: str | None = None) -> Reader:
         readings, problems = source.read_readings(now)
         health = source.health()
         target = f"nvml://{host}" if host else "nvml://local"
-        targets = pl.DataFrame(
-            {
-                "target": [target],
-                "up": [1.0 if health.available else 0.0],
-                "duration_seconds": [time.perf_counter() - started],
-            }
-        )
-        return ReaderResult(readings, problems, targets)
+        return ReaderResult(readings, problems, _health(target, health.available, started))
 
     return ClosingReader(read, source.close)
 
