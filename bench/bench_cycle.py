@@ -30,7 +30,7 @@ from collector.pipeline import Pipeline
 from collector.site.model import load_preset
 from collector.site.topology import build_topology
 from collector.sources.simulated import SimulatedSource, SimulationConfig
-from exporters import metric_table
+from exporters import contract
 from exporters.exposition import Renderer
 
 
@@ -97,7 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="campus")
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--tier", default=metric_table.DEFAULT_TIER)
+    parser.add_argument("--tier", default=contract.DEFAULT_TIER)
     parser.add_argument(
         "--workload",
         default="jobs",

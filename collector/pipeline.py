@@ -168,7 +168,7 @@ class Pipeline:
                 source.name,
                 f"problem:{reason}",
                 f"source {source.name}: {count} problem(s) ({reason}), e.g. {example}; counted "
-                "in gigawatt_source_problems_total, logged once",
+                "among the source's problems by reason, logged once",
             )
         return batch
 
@@ -217,8 +217,8 @@ class Pipeline:
                         source.name,
                         f"{kind}:{reason}",
                         f"source {source.name}: {count} {kind} sample(s) rejected ({reason}), "
-                        f"e.g. {result.examples.get(reason, '?')}; counted in "
-                        "gigawatt_samples_rejected_total, logged once",
+                        f"e.g. {result.examples.get(reason, '?')}; counted among the "
+                        "rejected samples by reason, logged once",
                     )
                 accepted[kind].append(result.frame)
 

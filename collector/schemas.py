@@ -11,6 +11,7 @@ that exposition, the API and the docs address them by name.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal, get_args
 
 import polars as pl
 
@@ -178,7 +179,10 @@ LEVEL_COLUMNS: Schema = {
     "accelerator_energy_joules": pl.Float64,
 }
 
-LEVELS = ("site", "building", "hall", "row", "rack")
+# The levels of the site, outermost first. The exposition's tiers are these levels (a tier
+# exposes every level down to it), so this Literal is the one place they are listed.
+Level = Literal["site", "building", "hall", "row", "rack", "node", "accelerator"]
+ALL_LEVELS: tuple[Level, ...] = get_args(Level)
 
 # Label columns per level, outermost first: the physical identity of each series.
 LEVEL_LABELS: Mapping[str, tuple[str, ...]] = {

@@ -10,7 +10,7 @@ import typer
 
 from collector.site.model import PRESETS, Site, SiteError, load_preset, load_site
 from collector.site.topology import build_topology
-from exporters import metric_table
+from exporters import contract
 from exporters.grid_cli import grid_app
 from exporters.probe_cli import probe
 
@@ -96,8 +96,8 @@ def serve(
     interval: Annotated[float, typer.Option(help="seconds between cycles")] = 10.0,
     seed: Annotated[int, typer.Option(help="simulator seed")] = 0,
     expose: Annotated[
-        str, typer.Option(help=f"deepest tier exposed: {', '.join(metric_table.TIERS)}")
-    ] = metric_table.DEFAULT_TIER,
+        str, typer.Option(help=f"deepest tier exposed: {', '.join(contract.TIERS)}")
+    ] = contract.DEFAULT_TIER,
     workload: Annotated[
         str, typer.Option(help="simulated workload: jobs (training job model) or steady")
     ] = "jobs",
@@ -116,8 +116,8 @@ def serve(
 
     from exporters.api import ServiceSettings, create_app
 
-    if expose not in metric_table.TIERS:
-        raise typer.BadParameter(f"--expose must be one of {', '.join(metric_table.TIERS)}")
+    if expose not in contract.TIERS:
+        raise typer.BadParameter(f"--expose must be one of {', '.join(contract.TIERS)}")
     if preset and site:
         raise typer.BadParameter("give --preset or --site, not both")
     if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

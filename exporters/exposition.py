@@ -30,8 +30,8 @@ import polars as pl
 from collector.pipeline import Snapshot
 from collector.schemas import LEVEL_LABELS
 from collector.site.topology import Topology
-from exporters import metric_table
-from exporters.metric_table import Metric
+from exporters import contract
+from exporters.contract import Metric, Tier, is_rounded
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LABELS = "__labels"
@@ -65,24 +65,18 @@ def _escape_help(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n")
 
 
-# Gauges in physical units carry 7 significant digits (0.1 W on a 30 kW rack, 1 kW on a
-# 2 GW site: finer than any meter): it halves the text and the time to write it. Counters and
-# timestamps keep every digit, since rate() over a 1e12 J counter needs them.
-ROUNDED_UNITS = frozenset(
-    {"watts", "celsius", "ratio", "amperes", "volts", "bytes", "hertz", "watts_per_second"}
-)
-SIGNIFICANT_DIGITS = 7
-
-
 def _family_frame(metric: Metric, labelled: pl.DataFrame) -> pl.DataFrame:
     """Two columns, series name with labels and value, one row per present finite value."""
     value = pl.col(metric.column).cast(pl.Float64)
-    if metric.type == "gauge" and metric.unit in ROUNDED_UNITS:
-        value = value.round_sig_figs(SIGNIFICANT_DIGITS)
+    if is_rounded(metric):
+        value = value.round_sig_figs(contract.SIGNIFICANT_DIGITS)
     return labelled.select(
         pl.concat_str([pl.lit(metric.name), pl.col(LABELS)]).alias("series"),
         value.alias("value"),
     ).filter(pl.col("value").is_finite())
+
+
+EXPOSED_SERIES = contract.metric_for("process", "series")
 
 
 @dataclass(frozen=True)
@@ -96,12 +90,12 @@ class Renderer:
     """Renders snapshots for one topology and tier; caches the static label columns."""
 
     def __init__(
-        self, topology: Topology, tier: str = metric_table.DEFAULT_TIER, version: str = "0"
+        self, topology: Topology, tier: Tier = contract.DEFAULT_TIER, version: str = "0"
     ) -> None:
         self.topology = topology
         self.tier = tier
         self.version = version
-        self.metrics = metric_table.enabled(tier)
+        self.metrics = contract.enabled(tier)
         self._labels: dict[str, pl.Series] = {}
         for frame in {metric.frame for metric in self.metrics}:
             if LEVEL_LABELS.get(frame) and frame != "accelerator":
@@ -188,10 +182,10 @@ class Renderer:
                     reason=anomalies["reason"],
                 )
             )
-            return anomalies.with_columns(label_column(names, metric_table.EXTRA_LABELS["anomaly"]))
+            return anomalies.with_columns(label_column(names, contract.EXTRA_LABELS["anomaly"]))
         if name in self._labels:
             return frame.with_columns(self._labels[name])
-        labels = LEVEL_LABELS.get(name) or metric_table.EXTRA_LABELS.get(name, ())
+        labels = LEVEL_LABELS.get(name) or contract.EXTRA_LABELS.get(name, ())
         return frame.with_columns(label_column(frame, labels))
 
     def render(
@@ -222,6 +216,6 @@ class Renderer:
                     quote_style="never",
                     line_terminator="\n",
                 )
-                if metric.name != "gigawatt_exposed_series":
+                if metric is not EXPOSED_SERIES:  # it counts the others, not itself
                     series += family.height
         return Rendered(body=out.getvalue(), series=series, seconds=time.perf_counter() - started)

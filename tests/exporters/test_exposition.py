@@ -18,9 +18,9 @@ from collector.site.model import load_preset
 from collector.site.topology import Topology, build_topology
 from collector.sources.base import SampleBatch, Source
 from collector.sources.simulated import SimulatedSource, SimulationConfig
-from exporters import metric_table
+from exporters import contract
+from exporters.contract import BY_NAME
 from exporters.exposition import CONTENT_TYPE, Rendered, Renderer, label_column
-from exporters.metric_table import BY_NAME
 
 START = 1_700_000_000.0
 INTERVAL = 10.0
@@ -150,7 +150,7 @@ def snapshot(topology: Topology) -> Snapshot:
 
 @pytest.fixture(scope="module")
 def rendered(topology: Topology, snapshot: Snapshot) -> dict[str, Rendered]:
-    return {tier: render(topology, snapshot, tier) for tier in metric_table.TIERS}
+    return {tier: render(topology, snapshot, tier) for tier in contract.TIERS}
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +161,7 @@ def parsed(rendered: dict[str, Rendered]) -> dict[str, Exposition]:
 # --- structure -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tier", metric_table.TIERS)
+@pytest.mark.parametrize("tier", contract.TIERS)
 def test_every_family_has_one_help_and_one_type_before_its_samples(
     tier: str, rendered: dict[str, Rendered]
 ) -> None:
@@ -197,12 +197,12 @@ def test_every_family_has_one_help_and_one_type_before_its_samples(
         previous_line = line
     assert all(count == 1 for count in helps.values()), helps
     assert all(count == 1 for count in types.values()), types
-    assert families_in_order == [metric.name for metric in metric_table.enabled(tier)]
+    assert families_in_order == [metric.name for metric in contract.enabled(tier)]
     # The series count the renderer reports is every sample but its own gauge's.
     assert rendered[tier].series == sample_lines - 1
 
 
-@pytest.mark.parametrize("tier", metric_table.TIERS)
+@pytest.mark.parametrize("tier", contract.TIERS)
 def test_samples_carry_the_table_labels_and_are_unique(
     tier: str, parsed: dict[str, Exposition]
 ) -> None:
@@ -258,7 +258,7 @@ def test_building_tier_has_no_hall_row_or_rack_series(
 
 
 def test_site_tier_is_site_and_self_monitoring_only(parsed: dict[str, Exposition]) -> None:
-    always = {metric.name for metric in metric_table.enabled("site")}
+    always = {metric.name for metric in contract.enabled("site")}
     assert families(parsed["site"]) <= always
     assert "gigawatt_site_it_power_watts" in families(parsed["site"])
     assert "gigawatt_building_it_power_watts" not in families(parsed["site"])

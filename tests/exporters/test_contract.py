@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 import subprocess
@@ -9,9 +10,11 @@ import sys
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import get_args
 
 import polars as pl
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
 from collector.pipeline import Pipeline, Snapshot
 from collector.schemas import LEVEL_LABELS
@@ -19,9 +22,9 @@ from collector.site.model import load_preset
 from collector.site.topology import Topology, build_topology
 from collector.sources.base import SampleBatch
 from collector.sources.simulated import SimulatedSource, SimulationConfig
-from exporters import docs, metric_table
+from exporters import contract, docs
+from exporters.contract import BY_NAME, METRICS, TIERS
 from exporters.exposition import Rendered, Renderer
-from exporters.metric_table import BY_NAME, METRICS, TIERS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,9 +101,9 @@ def demo() -> tuple[Topology, Snapshot]:
 
 @pytest.mark.parametrize("metric", METRICS, ids=IDS)
 def test_name_is_namespaced_snake_case_without_forbidden_units(
-    metric: metric_table.Metric,
+    metric: contract.Metric,
 ) -> None:
-    assert metric.name.startswith(f"{metric_table.NAMESPACE}_")
+    assert metric.name.startswith(f"{contract.NAMESPACE}_")
     assert metric.name.startswith("gigawatt_")
     assert SNAKE_CASE.match(metric.name), metric.name
     for forbidden in FORBIDDEN_UNITS:
@@ -116,7 +119,7 @@ def test_names_are_unique() -> None:
 
 
 @pytest.mark.parametrize("metric", METRICS, ids=IDS)
-def test_type_and_unit_suffix(metric: metric_table.Metric) -> None:
+def test_type_and_unit_suffix(metric: contract.Metric) -> None:
     assert metric.type in ("gauge", "counter")
     if metric.type == "counter":
         assert metric.name.endswith("_total"), f"counter {metric.name} must end in _total"
@@ -136,16 +139,16 @@ def test_type_and_unit_suffix(metric: metric_table.Metric) -> None:
 
 
 def test_the_module_unit_table_matches_the_contract() -> None:
-    assert metric_table.UNIT_SUFFIXES == UNIT_SUFFIXES
+    assert contract.UNIT_SUFFIXES == UNIT_SUFFIXES
 
 
 @pytest.mark.parametrize("metric", METRICS, ids=IDS)
-def test_help_tier_and_labels(metric: metric_table.Metric) -> None:
+def test_help_tier_and_labels(metric: contract.Metric) -> None:
     assert metric.help.strip(), f"{metric.name} has no help"
     assert metric.help == metric.help.strip()
     assert "\n" not in metric.help
     assert metric.tier in TIERS
-    assert metric.frame in LEVEL_LABELS or metric.frame in metric_table.EXTRA_LABELS
+    assert metric.frame in LEVEL_LABELS or metric.frame in contract.EXTRA_LABELS
     assert len(set(metric.labels)) == len(metric.labels)
     for label in metric.labels:
         assert SNAKE_CASE.match(label) and not label.startswith("__"), label
@@ -159,7 +162,7 @@ def test_required_metric_exists_with_labels(name: str, labels: tuple[str, ...]) 
 
 
 def test_self_monitoring_is_always_on() -> None:
-    always = {metric.name for metric in metric_table.enabled("site")}
+    always = {metric.name for metric in contract.enabled("site")}
     for name in (
         "gigawatt_cycle_duration_seconds",
         "gigawatt_samples_accepted_total",
@@ -175,17 +178,19 @@ def test_self_monitoring_is_always_on() -> None:
 
 
 def test_tiers_nest() -> None:
-    assert metric_table.DEFAULT_TIER in TIERS
+    assert contract.DEFAULT_TIER in TIERS
     previous: set[str] = set()
     for tier in TIERS:
-        names = {metric.name for metric in metric_table.enabled(tier)}
+        names = {metric.name for metric in contract.enabled(tier)}
         assert previous < names, f"tier {tier} adds nothing or drops a metric"
-        for metric in metric_table.enabled(tier):
+        for metric in contract.enabled(tier):
             assert TIERS.index(metric.tier) <= TIERS.index(tier)
         previous = names
     assert previous == set(BY_NAME)
-    with pytest.raises(ValueError, match="unknown tier"):
-        metric_table.enabled("datacenter")
+    # The one check of a tier is at the boundary (the service settings' type): nothing deeper
+    # needs to check it again.
+    with pytest.raises(ValidationError, match="literal_error"):
+        TypeAdapter(contract.Tier).validate_python("datacenter")
 
 
 # Series that exist only once a source has reported a problem.
@@ -194,7 +199,7 @@ ONLY_WHEN_SOMETHING_GOES_WRONG = {"gigawatt_source_problems_total"}
 
 @pytest.mark.parametrize("metric", METRICS, ids=IDS)
 def test_column_exists_in_the_frame_the_renderer_reads(
-    metric: metric_table.Metric, demo: tuple[Topology, Snapshot]
+    metric: contract.Metric, demo: tuple[Topology, Snapshot]
 ) -> None:
     topology, snapshot = demo
     renderer = Renderer(topology, "accelerator")
@@ -259,3 +264,114 @@ def test_generate_check_fails_when_the_file_is_missing(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "docs/metrics.md" in result.stderr
     assert not (tmp_path / "docs" / "metrics.md").exists()
+
+
+# --- one contract: nothing outside it spells what it defines ----------------------------------
+
+PRODUCT_CODE = ("collector", "exporters", "dashboards")
+CONTRACT = ROOT / "exporters" / "contract"
+
+
+def _product_modules() -> list[Path]:
+    return [
+        path
+        for folder in PRODUCT_CODE
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if CONTRACT not in path.parents
+    ]
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """ids of the string nodes that are docstrings: they may show a line of exposition."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                found.add(id(body[0].value))
+    return found
+
+
+def _strings(path: Path) -> list[tuple[int, str]]:
+    """(line, text) of every string literal in a module that is not a docstring; f-strings
+    give their literal parts."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skip = _docstrings(tree)
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip
+    ]
+
+
+def test_no_metric_name_is_spelled_outside_the_contract() -> None:
+    names = set(BY_NAME)
+    word = re.compile(r"\b[a-z_:]+\b")
+    spelled = [
+        f"{path.relative_to(ROOT)}:{line}: {token}"
+        for path in _product_modules()
+        for line, text in _strings(path)
+        for token in word.findall(text)
+        if token in names
+    ]
+    assert _product_modules(), "no product code found"
+    assert not spelled, "look metric names up with contract.name_of(frame, column):\n" + "\n".join(
+        spelled
+    )
+
+
+def _tier_lists(path: Path) -> list[int]:
+    """Lines of literal sequences that list the tiers (site ... accelerator) again."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        elements: list[ast.expr] = []
+        if isinstance(node, ast.Tuple | ast.List | ast.Set):
+            elements = list(node.elts)
+        values = {e.value for e in elements if isinstance(e, ast.Constant)}
+        if {"site", "accelerator"} <= values and len(values & set(TIERS)) >= 5:
+            found.append(node.lineno)
+    return found
+
+
+def test_the_tier_list_is_spelled_once() -> None:
+    places = {
+        str(path.relative_to(ROOT)): lines
+        for path in [*_product_modules(), *sorted(CONTRACT.rglob("*.py"))]
+        if (lines := _tier_lists(path))
+    }
+    # The one Literal: the levels of the site, which the tiers are.
+    assert places == {"collector/schemas.py": places.get("collector/schemas.py", [])}
+    assert len(places["collector/schemas.py"]) == 1, places
+    assert get_args(contract.Tier) == TIERS
+
+
+def test_the_checks_above_see_a_spelled_name(tmp_path: Path) -> None:
+    """The scanners find what they look for: a spelled name in code, not in a docstring."""
+    module = tmp_path / "m.py"
+    some = METRICS[0].name
+    tiers = ", ".join(repr(tier) for tier in TIERS)
+    module.write_text(f'"""{some} in a docstring is fine."""\nX = "{some}"\nT = ({tiers})\n')
+    assert next(text for _, text in _strings(module)) == some
+    assert _tier_lists(module) == [3]
+
+
+def test_importing_the_contract_pulls_in_no_web_stack() -> None:
+    code = (
+        "import sys, exporters.contract; "
+        "print(','.join(m for m in ('fastapi', 'starlette', 'uvicorn', 'httpx', 'niquests') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_every_metric_is_found_by_its_frame_and_column() -> None:
+    for metric in METRICS:
+        assert contract.metric_for(metric.frame, metric.column) is metric
+        assert contract.name_of(metric.frame, metric.column) == metric.name
+    with pytest.raises(KeyError, match="no metric is read from frame 'rack', column 'nope'"):
+        contract.metric_for("rack", "nope")

@@ -1,10 +1,9 @@
 """The metric table: every series gigawatt exposes, its unit, meaning, labels and tier.
 
-Exposition, the docs (docs/metrics.md), and later the rules and dashboards all read this table;
-a rename is one edit here. Each row says which snapshot frame and column it is read from.
-
-Tiers bound cardinality: a metric is exposed when its tier is at or below the chosen one.
-``site`` metrics (site totals, self-monitoring and the bounded anomaly list) are always on.
+Exposition, the API, the docs (docs/metrics.md), the rules and the dashboards all read this
+table; a rename is one edit here. Each row says which snapshot frame and column it is read
+from, and code outside the contract finds a metric by that key (``name_of(frame, column)``),
+never by spelling its name.
 """
 
 from __future__ import annotations
@@ -13,10 +12,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from collector.schemas import LEVEL_LABELS
+from exporters.contract.tiers import TIERS, Tier
 
 NAMESPACE = "gigawatt"
-TIERS = ("site", "building", "hall", "row", "rack", "node", "accelerator")
-DEFAULT_TIER = "rack"
 
 # Labels of the frames that are not physical levels.
 EXTRA_LABELS: dict[str, tuple[str, ...]] = {
@@ -59,14 +57,14 @@ class Metric:
     help: str
     frame: str  # the snapshot frame (a level, or anomaly/source/accepted/rejected/process/build)
     column: str
-    tier: str = "site"
+    tier: Tier = "site"
 
     @property
     def labels(self) -> tuple[str, ...]:
         return LEVEL_LABELS.get(self.frame) or EXTRA_LABELS.get(self.frame, ())
 
 
-def _level_metrics(level: str, scope: str, tier: str, it: str = "") -> list[Metric]:
+def _level_metrics(level: str, scope: str, tier: Tier, it: str = "") -> list[Metric]:
     """The series every level from site to rack shares. ``it`` ("it_" for site and building)
     marks the IT-power series apart from the facility ones those two levels also carry."""
     prefix = f"gigawatt_{scope}"
@@ -835,11 +833,23 @@ METRICS: tuple[Metric, ...] = (
 )
 
 BY_NAME = {metric.name: metric for metric in METRICS}
+BY_SOURCE = {(metric.frame, metric.column): metric for metric in METRICS}
 
 
-def enabled(tier: str) -> tuple[Metric, ...]:
+def metric_for(frame: str, column: str) -> Metric:
+    """The metric read from ``column`` of snapshot frame ``frame``."""
+    try:
+        return BY_SOURCE[(frame, column)]
+    except KeyError:
+        raise KeyError(f"no metric is read from frame {frame!r}, column {column!r}") from None
+
+
+def name_of(frame: str, column: str) -> str:
+    """The series name of the metric read from ``frame``/``column``."""
+    return metric_for(frame, column).name
+
+
+def enabled(tier: Tier) -> tuple[Metric, ...]:
     """The metrics exposed at a tier."""
-    if tier not in TIERS:
-        raise ValueError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
     level = TIERS.index(tier)
     return tuple(metric for metric in METRICS if TIERS.index(metric.tier) <= level)
