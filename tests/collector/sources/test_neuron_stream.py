@@ -229,6 +229,24 @@ def used_memory(cycle: StreamCycle) -> float:
     return float(rows.item(0, "value"))
 
 
+def read_offset(path: Path) -> int | None:
+    """How far into ``path`` this process has read: the largest offset among its open
+    descriptors of the file (Linux's /proc/self/fdinfo); None when none is open."""
+    if not Path("/proc/self/fdinfo").is_dir():
+        pytest.skip("needs /proc/self/fdinfo to see how far the reader has read")
+    target = path.resolve()
+    offsets: list[int] = []
+    for link in Path("/proc/self/fd").iterdir():
+        try:
+            if Path(os.readlink(link)) != target:
+                continue
+            info = (Path("/proc/self/fdinfo") / link.name).read_text()
+        except OSError:  # closed since it was listed
+            continue
+        offsets += [int(line.split()[1]) for line in info.splitlines() if line.startswith("pos:")]
+    return max(offsets, default=None)
+
+
 def test_a_followed_file_gives_lines_appended_after_start(
     tmp_path: Path, report_line: str, streams: list[NeuronStream]
 ) -> None:
@@ -321,7 +339,17 @@ def test_long_lines_are_dropped_and_partial_lines_wait_for_their_end(
     assert long["location"] == "line 1"
     half = len(SMALL_REPORT) // 2
     append(path, (SMALL_REPORT % 4)[:half])
-    time.sleep(0.05)  # several polls see the half line: it must wait, not be parsed
+    # Only once the reader has read the half line on its own (its descriptor is at the end of
+    # the file) does the rest of this test say anything about partial lines.
+    end_of_half = path.stat().st_size
+    eventually(lambda: read_offset(path) == end_of_half)
+    # Its polls at the end of the file keep finding the half line: for 20 of them, it must be
+    # held, neither parsed as a report nor reported as a bad line.
+    window_ends = time.monotonic() + 20 * stream.poll_seconds
+    while time.monotonic() < window_ends:
+        assert not cycles.take().up
+        assert cycles.reasons() == ["line_too_long"]
+        time.sleep(stream.poll_seconds)
     append(path, (SMALL_REPORT % 4)[half:])
     assert used_memory(cycles.until_up()) == 4
     assert cycles.reasons() == ["line_too_long"]
