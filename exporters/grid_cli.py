@@ -25,8 +25,9 @@ import numpy.typing as npt
 import polars as pl
 import typer
 
-from collector.grid.analysis import GridAnalysis, Step, analyze
+from collector.grid.analysis import GridAnalysis, analyze
 from collector.grid.config import GridConfig, GridConfigError, load_grid_config
+from collector.grid.steps import Step
 
 JSON_SCHEMA_VERSION = 1
 

@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from collector.grid.analysis import Episode, GridAnalysis, analyze, ramp_rates
+from collector.grid.analysis import GridAnalysis, analyze
 from collector.grid.config import GridConfig, scaled_to_rating
+from collector.grid.episodes import Episode
+from collector.grid.ramps import ramp_rates
 from collector.grid.ring import PowerRing
 
 VISIBILITY_VALUE = {"visible": 1.0, "partial": 0.5, "not_visible": 0.0}
