@@ -13,6 +13,15 @@ SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
 IN_CI = os.environ.get("CI") == "true"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        default=False,
+        help="rewrite the golden files (tests/exporters/golden) instead of comparing with them",
+    )
+
+
 def _missing(what: str) -> None:
     """Skip on a user's machine; under CI=true a missing dependency is a failure."""
     if IN_CI:
