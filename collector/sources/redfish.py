@@ -83,18 +83,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from collector import schemas
 from collector.sources.base import ClosedOnExit
 from collector.sources.http_errors import tls_failure
+from collector.sources.redfish_power_choice import (
+    PowerDistributionLayout,
+    chassis_power_frame,
+    pdu_power_frame,
+    power_distribution_layouts,
+)
 from collector.sources.redfish_resources import (
     SERVICE_ROOT,
     JsonObject,
-    PowerDistributionLayout,
     Problem,
     Reading,
-    chassis_power_frame,
     normalize_link,
     odata_id_problem,
     parse_resource,
-    pdu_power_frame,
-    power_distribution_layouts,
     problems_frame,
     readings_frame,
     readings_from_resource,
