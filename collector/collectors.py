@@ -24,21 +24,23 @@ inventory that attaches what they see to the site. Without it, the simulator run
       - kind: simulated                 # the simulated campus, beside real sources
         workload: jobs
 
-The file is validated once; every problem is listed with its location and line. Credentials
+Each entry is the spec of its kind (collector/sources/kinds/, one module per kind, listed in
+collector.sources.registry). The file is validated once; every problem is listed with its
+location and line. Credentials
 are never in the file: it names environment variables or files that hold them. Relative paths
 (the inventory, a sysfs root, a followed file) are relative to this file.
 """
 
 from __future__ import annotations
 
-import socket
-import sys
+import functools
+import operator
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, cast
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from collector.config_errors import (
     ConfigError,
@@ -49,113 +51,31 @@ from collector.config_errors import (
 )
 from collector.inventory import Inventory, load_inventory
 from collector.site.topology import Topology
+from collector.sources import registry
 from collector.sources.base import Source
-from collector.sources.redfish import RedfishConfig, RedfishTarget
-from collector.sources.scrape import ScrapeTarget
-from collector.sources.simulated import SimulatedSource, SimulationConfig
+from collector.sources.plugin import BuildContext, SourceSpec
 
 
-class _Spec(BaseModel):
+class CollectorsFile(BaseModel):
+    """The file as validated; each source is the spec of its kind (collector.sources.kinds)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-
-class RedfishSpec(_Spec):
-    kind: Literal["redfish"]
-    name: str = "redfish"
-    targets: tuple[RedfishTarget, ...] = Field(min_length=1)
-    max_concurrent_targets: int = Field(default=16, gt=0)
-
-
-class PrometheusSpec(_Spec):
-    kind: Literal["prometheus"]
-    name: str = "prometheus"
-    targets: tuple[ScrapeTarget, ...] = Field(min_length=1)
-    max_concurrency: int = Field(default=64, gt=0)
-    deadline_seconds: float = Field(default=10.0, gt=0)
-
-
-class NvmlSpec(_Spec):
-    kind: Literal["nvml"]
-    name: str = "nvml"
-    host: str | None = None  # as the inventory names this machine; the hostname when absent
-
-
-class SysfsSpec(_Spec):
-    """Linux powercap (RAPL) and hwmon of the machine gigawatt runs on."""
-
-    kind: Literal["sysfs"]
-    name: str = "sysfs"
-    root: Path = Path("/sys")
-    host: str | None = None  # as the inventory names this machine; the hostname when absent
-    max_depth: int = Field(default=3, ge=1)  # directory levels entered below class/
-    # A bound the zones cannot exceed (EnergyCounter): tells a wrap from a reset. None: assume
-    # at most one wrap between two cycles.
-    max_power_watts: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-
-
-class NeuronPowerSpec(_Spec):
-    """The Neuron driver's power utilization files: percentages of ``rated_power_watts``."""
-
-    root: Path = Path("/sys")
-    rated_power_watts: float = Field(gt=0, allow_inf_nan=False)
-    max_age_seconds: float = Field(default=120.0, gt=0, allow_inf_nan=False)
-
-
-class NeuronSpec(_Spec):
-    """AWS Trainium/Inferentia: neuron-monitor's report stream and/or the power files."""
-
-    kind: Literal["neuron"]
-    name: str = "neuron"
-    host: str | None = None  # names every reading (not the reports' instance id); else hostname
-    command: Annotated[tuple[str, ...], Field(min_length=1)] | None = None  # argv, no shell
-    file: Path | None = None  # a file neuron-monitor's output is appended to, followed
-    stdin: bool = False  # gigawatt's own standard input: neuron-monitor | gigawatt serve ...
-    max_report_age_seconds: float = Field(default=30.0, gt=0, allow_inf_nan=False)
-    power: NeuronPowerSpec | None = None
-
-    @model_validator(mode="after")
-    def _inputs(self) -> Self:
-        streams = [
-            name
-            for name, given in (
-                ("command", self.command is not None),
-                ("file", self.file is not None),
-                ("stdin", self.stdin),
-            )
-            if given
-        ]
-        errors = []
-        if len(streams) > 1:
-            errors.append(f"give one stream input, not {' and '.join(streams)}")
-        if not streams and self.power is None:
-            errors.append("give a stream (command, file or stdin: true), a power block, or both")
-        if self.command is not None and not self.command[0].strip():
-            errors.append("command must start with the program to run")
-        if errors:
-            raise ValueError("; ".join(errors))
-        return self
-
-    @property
-    def has_stream(self) -> bool:
-        return self.command is not None or self.file is not None or self.stdin
-
-
-class SimulatedSpec(_Spec):
-    kind: Literal["simulated"]
-    name: str = "simulated"
-    workload: Literal["jobs", "steady"] = "jobs"
-    seed: int = Field(default=0, ge=0)
-
-
-SourceSpec = Annotated[
-    RedfishSpec | PrometheusSpec | NvmlSpec | SysfsSpec | NeuronSpec | SimulatedSpec,
-    Field(discriminator="kind"),
-]
-
-
-class CollectorsFile(_Spec):
     inventory: Path | None = None
     sources: tuple[SourceSpec, ...] = Field(min_length=1)
+
+
+@functools.cache
+def _file_model(specs: tuple[type[SourceSpec], ...]) -> type[CollectorsFile]:
+    """CollectorsFile whose sources are the union of ``specs``, told apart by ``kind``; one
+    model per set of registered kinds."""
+    union: Any = functools.reduce(operator.or_, specs)
+    by_kind = Field(discriminator="kind")
+    sources: Any = tuple[Annotated[union, by_kind], ...]
+    model = create_model(
+        "CollectorsFile", __base__=CollectorsFile, sources=(sources, Field(min_length=1))
+    )
+    return cast(type[CollectorsFile], model)
 
 
 class CollectorsError(ConfigError):
@@ -171,11 +91,11 @@ def parse_collectors(text: str, source: str = "<collectors>") -> CollectorsFile:
         ) from None
     lines = line_index(text)
     try:
-        spec = CollectorsFile.model_validate(data)
+        spec = _file_model(tuple(kind.spec for kind in registry.kinds())).model_validate(data)
     except ValidationError as error:
         problems = []
         details = error.errors()
-        tags = {"redfish", "prometheus", "nvml", "sysfs", "neuron", "simulated"}
+        tags = set(registry.names())
         for detail in details:
             # pydantic names the union member chosen by `kind` in the path: not a YAML key.
             path = tuple(
@@ -202,79 +122,31 @@ def parse_collectors(text: str, source: str = "<collectors>") -> CollectorsFile:
     return spec
 
 
-def _beside(collectors: Path, path: Path) -> Path:
-    """``path`` as the collectors file means it: a relative path is relative to that file."""
-    return (collectors.parent / path).absolute()
-
-
 def build_sources(
     path: Path, topology: Topology, environ: Mapping[str, str] | None = None
 ) -> list[Source]:
-    """The sources a collectors file describes, attached through its inventory."""
-    from collector.sources.neuron_stream import NeuronStream
-    from collector.sources.readings_source import (
-        NeuronPowerFiles,
-        ReadingsSource,
-        neuron_reader,
-        nvml_reader,
-        prometheus_reader,
-        redfish_reader,
-        sysfs_reader,
-    )
-
+    """The sources a collectors file describes, attached through its inventory, each built by
+    its kind (collector.sources.registry). Building starts nothing: no connection, process or
+    thread until a source is first read."""
     spec = parse_collectors(read_config(path, CollectorsError), str(path))
     inventory = (
         load_inventory(path.parent / spec.inventory, topology)
         if spec.inventory
         else Inventory.empty()
     )
+    context = BuildContext(topology, inventory, path.parent, environ)
     sources: list[Source] = []
-    for item in spec.sources:
-        if isinstance(item, RedfishSpec):
-            config = RedfishConfig(
-                targets=item.targets, max_concurrent_targets=item.max_concurrent_targets
-            )
-            sources.append(ReadingsSource(item.name, redfish_reader(config, environ), inventory))
-        elif isinstance(item, PrometheusSpec):
-            reader = prometheus_reader(item.targets, item.max_concurrency, item.deadline_seconds)
-            sources.append(ReadingsSource(item.name, reader, inventory))
-        elif isinstance(item, NvmlSpec):
-            sources.append(ReadingsSource(item.name, nvml_reader(item.host), inventory))
-        elif isinstance(item, SysfsSpec):
-            reader = sysfs_reader(
-                _beside(path, item.root),
-                host=item.host,
-                max_depth=item.max_depth,
-                max_power_watts=item.max_power_watts,
-            )
-            # its RAPL counters are unwrapped with their known range: no naive rates on top
-            sources.append(ReadingsSource(item.name, reader, inventory, derive_rates=False))
-        elif isinstance(item, NeuronSpec):
-            host = item.host if item.host is not None else socket.gethostname()
-            stream = (
-                NeuronStream(
-                    command=item.command,
-                    file=_beside(path, item.file) if item.file is not None else None,
-                    stdin=sys.stdin.buffer if item.stdin else None,
-                    host=host,
-                    max_report_age_seconds=item.max_report_age_seconds,
-                )
-                if item.has_stream
-                else None
-            )
-            power = (
-                NeuronPowerFiles(
-                    _beside(path, item.power.root),
-                    item.power.rated_power_watts,
-                    item.power.max_age_seconds,
-                )
-                if item.power is not None
-                else None
-            )
-            sources.append(ReadingsSource(item.name, neuron_reader(stream, power, host), inventory))
-        else:
-            simulated = SimulatedSource(
-                topology, SimulationConfig(seed=item.seed, workload=item.workload)
-            )
-            sources.append(simulated)
+    try:
+        for item in spec.sources:
+            sources.append(registry.kind_named(item.kind).build(item, context))
+    except BaseException:
+        _close(sources)  # those built before the one that failed
+        raise
     return sources
+
+
+def _close(sources: list[Source]) -> None:
+    for source in sources:
+        close = getattr(source, "close", None)
+        if callable(close):
+            close()

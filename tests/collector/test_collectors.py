@@ -16,18 +16,14 @@ from fastapi.testclient import TestClient
 
 from collector import schemas
 from collector.attach import attach
-from collector.collectors import (
-    CollectorsError,
-    NeuronSpec,
-    SysfsSpec,
-    build_sources,
-    parse_collectors,
-)
+from collector.collectors import CollectorsError, build_sources, parse_collectors
 from collector.inventory import InventoryError, parse_inventory, resolve_accelerators
 from collector.pipeline import Pipeline
 from collector.site.model import load_preset
 from collector.site.topology import Topology, build_topology
-from collector.sources.readings_source import NeuronReader, ReadingsSource
+from collector.sources.kinds.neuron import NeuronReader, NeuronSpec
+from collector.sources.kinds.sysfs import SysfsSpec
+from collector.sources.readings_source import ReadingsSource
 from exporters.api import ServiceSettings, create_app
 from exporters.service import CycleRunner
 from tests.collector.sources.redfish_server import RedfishServer

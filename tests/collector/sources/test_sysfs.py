@@ -14,7 +14,8 @@ import pytest
 
 from collector import schemas
 from collector.sources import sysfs
-from collector.sources.readings_source import ReaderResult, sysfs_reader
+from collector.sources.kinds.sysfs import sysfs_reader
+from collector.sources.readings_source import ReaderResult
 from collector.sources.sysfs import EnergyCounter
 
 NODE_EXPORTER = Path("prometheus-node_exporter/collector/fixtures")
