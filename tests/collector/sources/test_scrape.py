@@ -465,7 +465,7 @@ def test_payloads_of_one_skeleton_parse_in_one_call(
         calls.append(len(payload))
         return parse_exposition(payload, *args, **kwargs)
 
-    monkeypatch.setattr("collector.sources.scrape.parse_exposition", counted)
+    monkeypatch.setattr("collector.sources.scrape.batch_parse.parse_exposition", counted)
     payloads = [(eight_gpu_payload(dcgm_capture, f"h{i}"), TEXT_CONTENT_TYPE) for i in range(6)]
     parse_many(payloads)
     assert len(calls) == 1
@@ -504,7 +504,9 @@ def test_a_mapping_bug_costs_only_its_own_target(
                 raise RuntimeError("a bug")
             return real(samples, *args, **kwargs)
 
-        monkeypatch.setattr("collector.sources.scrape.readings_from_exposition", mapping)
+        monkeypatch.setattr(
+            "collector.sources.scrape.parse_stage.readings_from_exposition", mapping
+        )
         targets = [ScrapeTarget(url=server.url(f"/h{i}")) for i in range(3)]
         result = scrape(targets)
     assert result.targets.get_column("up").to_list() == [1, 0, 1]
