@@ -1,5 +1,6 @@
-"""Real sources into the roll-up: inventory, attach, the collectors file, and a Redfish PDU
-served on loopback feeding one rack feed of the demo site."""
+"""Real sources into the roll-up through the collectors file: a Redfish PDU served on loopback
+feeding one rack feed of the demo site, a dcgm-exporter GPU, the sysfs and neuron kinds.
+(The inventory and attach have tests of their own: test_inventory.py, test_attach.py.)"""
 
 from __future__ import annotations
 
@@ -14,17 +15,14 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-from collector import schemas
-from collector.attach import attach
 from collector.collectors import CollectorsError, build_sources, parse_collectors
-from collector.inventory import InventoryError, parse_inventory, resolve_accelerators
 from collector.pipeline import Pipeline
 from collector.site.model import load_preset
 from collector.site.topology import Topology, build_topology
 from collector.sources.kinds.neuron import NeuronReader, NeuronSpec
 from collector.sources.kinds.sysfs import SysfsSpec
 from collector.sources.readings_source import ReadingsSource
-from exporters.api import ServiceSettings, create_app
+from exporters.composition import ServiceSettings, build_app
 from exporters.service import CycleRunner
 from tests.collector.sources.redfish_server import RedfishServer
 from tests.loopback import ExporterServer
@@ -36,108 +34,6 @@ PUBLIC_PDU_CHOSEN_WATTS = 2734.8  # public-pdu's PDUPower sensor: see choose_pdu
 @pytest.fixture(scope="module")
 def demo() -> Topology:
     return build_topology(load_preset("demo"))
-
-
-def readings(rows: list[tuple[str | None, str, str, str, float]]) -> pl.DataFrame:
-    """READINGS rows from (host, device, device_kind, metric, value)."""
-    return pl.DataFrame(
-        {
-            "source": ["test"] * len(rows),
-            "target": ["t"] * len(rows),
-            "host": [row[0] for row in rows],
-            "device": [row[1] for row in rows],
-            "device_kind": [row[2] for row in rows],
-            "metric": [row[3] for row in rows],
-            "value": [row[4] for row in rows],
-            "unit": ["x"] * len(rows),
-            "estimated": [False] * len(rows),
-            "timestamp_seconds": [None] * len(rows),
-        },
-        schema=dict(schemas.READINGS),
-    )
-
-
-def test_accelerator_ids_resolve_to_their_index(demo: Topology) -> None:
-    names = pl.Series(
-        [
-            "B01-H1-R01-K01-N1-A00",
-            "B01-H1-R01-K01-N2-A15",
-            "B01-H1-R01-K01-N1-A16",
-            "nope-A01",
-            "B01-H1-R01-K01-N1",
-        ]
-    )
-    assert resolve_accelerators(demo, names).to_list() == [0, 31, None, None, None]
-
-
-def test_inventory_resolves_accelerators_and_feeds(demo: Topology) -> None:
-    inventory = parse_inventory(
-        "host,device,entity\n"
-        "node-1,GPU-aaa,B01-H1-R01-K01-N1-A03\n"
-        ",GPU-bbb,B01-H1-R01-K01-N2-A00\n"
-        "10.0.0.5,/redfish/v1/PowerEquipment/RackPDUs/1,B01-H1-R01-K02/B\n",
-        demo,
-    )
-    assert inventory.accelerators.rows() == [("node-1", "GPU-aaa", 3), ("", "GPU-bbb", 16)]
-    assert inventory.feeds.rows() == [("10.0.0.5", "/redfish/v1/PowerEquipment/RackPDUs/1", 3)]
-
-
-def test_inventory_lists_every_problem_with_its_line(demo: Topology) -> None:
-    with pytest.raises(InventoryError) as raised:
-        parse_inventory(
-            "host,device,entity\n"
-            "node-1,GPU-aaa,B01-H1-R01-K01-N1-A99\n"  # no such accelerator
-            "pdu,/pdu/1,B01-H1-R01-K99/A\n"  # no such rack
-            "node-1,GPU-aaa,B01-H1-R01-K01-N1-A01\n"  # the same device twice
-            "only,two\n",
-            demo,
-        )
-    text = str(raised.value)
-    assert "line 2: unknown accelerator 'B01-H1-R01-K01-N1-A99'" in text
-    assert "line 3: unknown rack feed 'B01-H1-R01-K99/A'" in text
-    assert "line 4: device 'GPU-aaa' of host 'node-1' is listed twice" in text
-    assert "line 5: expected 3 columns, found 2" in text
-
-
-def test_attach_widens_readings_and_keeps_unknown_devices_for_validation(
-    demo: Topology,
-) -> None:
-    inventory = parse_inventory(
-        "host,device,entity\nnode-1,GPU-aaa,B01-H1-R01-K01-N1-A03\npdu,/pdu/1,B01-H1-R01-K01/A\n",
-        demo,
-    )
-    accelerators, feeds = attach(
-        readings(
-            [
-                ("node-1", "GPU-aaa", "accelerator", "power_watts", 312.5),
-                ("node-1", "GPU-aaa", "accelerator", "temperature_celsius", 61.0),
-                ("node-1", "GPU-zzz", "accelerator", "power_watts", 100.0),  # not listed
-                ("node-1", "GPU-aaa", "accelerator", "clock_sm_hertz", 1.4e9),  # not rolled up
-                ("pdu", "/pdu/1", "pdu", "power_watts", 12_000.0),
-                ("pdu", "/pdu/1", "pdu", "energy_joules", 3.6e9),
-                ("other", "/pdu/1", "pdu", "power_watts", 9.0),  # same path, another host
-            ]
-        ),
-        inventory,
-    )
-    first = accelerators.row(0, named=True)
-    assert first["accelerator_index"] == 3
-    assert first["power_watts"] == 312.5
-    assert first["temperature_celsius"] == 61.0
-    assert first["utilization_ratio"] is None  # not measured: missing, never 0
-    unknown = accelerators.row(1, named=True)
-    assert unknown["accelerator_index"] is None  # validation counts it as unknown_entity
-    assert unknown["power_watts"] == 100.0
-    assert feeds.rows(named=True) == [
-        {
-            "feed_index": 0,
-            "timestamp_seconds": None,
-            "power_watts": 12_000.0,
-            "current_amps": None,
-            "voltage_volts": None,
-            "meter_energy_joules": 3.6e9,
-        }
-    ]
 
 
 def test_collectors_file_problems_are_listed_with_their_lines() -> None:
@@ -458,7 +354,7 @@ def test_a_neuron_source_streams_and_closes_its_monitor(demo: Topology, tmp_path
 def test_the_service_closes_its_sources_when_it_stops(tmp_path: Path) -> None:
     collectors = monitored_collectors(tmp_path)
     settings = ServiceSettings(preset="demo", collectors=collectors, interval_seconds=0.05)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(build_app(settings)) as client:
         runner: CycleRunner = client.app.state.runner  # type: ignore[attr-defined]
         (source,) = runner.pipeline.sources
         assert isinstance(source, ReadingsSource) and isinstance(source.reader, NeuronReader)

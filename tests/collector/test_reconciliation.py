@@ -1,5 +1,6 @@
-"""Servers in the roll-up: the inventory's node rows, what attaches to a node, and a rack of
-real payloads on loopback (two rack PDUs, a Dell iDRAC and an HPE iLO) reconciled."""
+"""Servers in the roll-up: a rack of real payloads on loopback (two rack PDUs, a Dell iDRAC and
+an HPE iLO) reconciled, and node_exporter's RAPL counters as the servers' CPU power. (The
+inventory's node rows and what attaches to a node: test_inventory.py, test_attach.py.)"""
 
 from __future__ import annotations
 
@@ -10,10 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from collector import schemas
-from collector.attach import attach_nodes
 from collector.collectors import build_sources
-from collector.inventory import InventoryError, parse_inventory
 from collector.pipeline import Pipeline
 from collector.site.model import load_preset
 from collector.site.topology import Topology, build_topology
@@ -25,7 +23,6 @@ from tests.collector.sources.test_redfish import (
     hpe_routes,
     mockup,
 )
-from tests.frames import power_readings
 from tests.loopback import ExporterServer
 
 PDU = "/redfish/v1/PowerEquipment/RackPDUs/1"
@@ -37,83 +34,6 @@ HPE_WATTS = 221.0  # PowerConsumedWatts of the iLO capture
 @pytest.fixture(scope="module")
 def demo() -> Topology:
     return build_topology(load_preset("demo"))
-
-
-# --- the inventory's node rows ---------------------------------------------------------------
-
-
-def test_inventory_tells_nodes_from_accelerators_and_feeds(demo: Topology) -> None:
-    inventory = parse_inventory(
-        "host,device,entity\n"
-        "gpu-1,*,B01-H1-R01-K01-N1\n"
-        "10.0.0.7,/redfish/v1/Chassis/1,B01-H1-R01-K01-N2\n"
-        "gpu-1,GPU-aaa,B01-H1-R01-K01-N1-A03\n"
-        "pdu-1,/pdu/1,B01-H1-R01-K01/A\n",
-        demo,
-    )
-    assert inventory.nodes.rows() == [("gpu-1", "*", 0), ("10.0.0.7", "/redfish/v1/Chassis/1", 1)]
-    assert inventory.accelerators["accelerator_index"].to_list() == [3]
-    assert inventory.feeds["feed_index"].to_list() == [0]
-
-
-def test_inventory_node_row_problems_are_listed_with_their_lines(demo: Topology) -> None:
-    with pytest.raises(InventoryError) as raised:
-        parse_inventory(
-            "host,device,entity\n"
-            ",*,B01-H1-R01-K01-N1\n"  # a whole host with no host
-            "gpu-1,*,B01-H1-R01-K01-N1-A00\n"  # a whole host is a node, not a chip
-            "gpu-1,*,B01-H1-R01-K01-N9\n",  # no such node
-            demo,
-        )
-    text = str(raised.value)
-    assert "line 2: device '*' (the whole host) needs a host" in text
-    assert "line 3: device '*' (the whole host) is only for a node" in text
-    assert "line 4: unknown accelerator or node 'B01-H1-R01-K01-N9' in this site" in text
-
-
-# --- what attaches to a node -----------------------------------------------------------------
-
-
-def test_node_readings_attach_by_device_then_by_whole_host(demo: Topology) -> None:
-    inventory = parse_inventory(
-        "host,device,entity\n"
-        "bmc-1,/redfish/v1/Chassis/1,B01-H1-R01-K01-N1\n"
-        "gpu-2,*,B01-H1-R01-K01-N2\n"
-        "gpu-3,*,B01-H1-R01-K02-N1\n",
-        demo,
-    )
-    nodes = attach_nodes(
-        power_readings(
-            [
-                ("https://bmc-1", "bmc-1", "/redfish/v1/Chassis/1", "node", 4_100.0),
-                ("https://bmc-1", "bmc-1", "/redfish/v1/Chassis/9", "node", 9_999.0),  # unlisted
-                ("http://gpu-2:9290", "gpu-2", "dcmi", "node", 3_900.0),
-                ("http://gpu-2:9100", "gpu-2", "intel-rapl:0", "cpu_package", 250.0),
-                ("http://gpu-2:9100", "gpu-2", "intel-rapl:1", "cpu_package", 240.0),
-                # Kepler on the same host sees the same packages: not counted twice
-                ("http://gpu-2:8888", "gpu-2", "package-0", "cpu_package", 251.0),
-                ("http://gpu-2:8888", "gpu-2", "package-1", "cpu_package", 239.0),
-                ("http://gpu-3:9100", "gpu-3", "intel-rapl:0", "cpu_package", 300.0),
-                ("http://gpu-3:9100", "gpu-3", "hwmon0/k10temp/temp1", "sensor", 55.0),
-                ("http://gpu-9:9100", "gpu-9", "dcmi", "node", 3_000.0),  # unknown host
-            ]
-        ),
-        inventory,
-    )
-    assert nodes.schema == pl.Schema(schemas.NODE_SAMPLES)
-    rack_k02_node_1 = 2
-    assert nodes.select("node_index", "power_watts", "cpu_power_watts").rows() == [
-        (0, 4_100.0, None),  # a BMC: no CPU figure, missing rather than 0
-        (1, 3_900.0, 490.0),  # the first target's packages, summed
-        (rack_k02_node_1, None, 300.0),
-    ]
-
-
-def test_an_empty_inventory_attaches_no_node(demo: Topology) -> None:
-    inventory = parse_inventory("host,device,entity\n", demo)
-    nodes = attach_nodes(power_readings([("t", "h", "dcmi", "node", 1.0)]), inventory)
-    assert nodes.height == 0
-    assert nodes.schema == pl.Schema(schemas.NODE_SAMPLES)
 
 
 # --- a rack of real payloads, reconciled -------------------------------------------------------
