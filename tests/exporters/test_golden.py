@@ -3,7 +3,8 @@
 What ``gigawatt serve --preset demo`` would expose after its third cycle, made repeatable: the
 demo preset, the simulator at seed 0 with the job workload (serve's defaults), a clock fixed at
 START and stepped by INTERVAL_SECONDS, and the renderer at the default tier, each render fed
-the previous one as the service does (so the series-count gauge is there too).
+the previous one as the service does (so the series-count gauge is there too). The build info
+carries the renderer's default version, so a release does not rewrite the file.
 
 Four values are wall-clock durations that the pipeline and the renderer time themselves with
 ``time.perf_counter``, which no seed or injected clock fixes: the cycle's, the render's and the
