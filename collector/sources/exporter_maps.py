@@ -48,7 +48,7 @@ import functools
 
 import polars as pl
 
-from collector import schemas
+from collector.readings import readings_frame
 from collector.sources.promtext import label_value
 
 EXPORTERS = ("dcgm", "node", "ipmi", "neuron", "kepler")
@@ -290,14 +290,11 @@ def readings_from_exposition(
     problems = collected.filter(~pl.col("reading_row") & ~pl.col("superseded")).select(
         _PROBLEM_COLUMNS
     )
-    readings = collected.filter(pl.col("reading_row")).select(_READING_COLUMNS)
+    # every READINGS column is the mapped frame's own, but for the scaled value
+    readings = readings_frame(collected.filter(pl.col("reading_row")), value=pl.col("reading"))
     return readings, problems
 
 
-_READING_COLUMNS = [
-    (pl.col("reading") if name == "value" else pl.col(name)).cast(dtype).alias(name)
-    for name, dtype in schemas.READINGS.items()
-]
 _PROBLEM_COLUMNS = [
     pl.col("source").cast(pl.String),
     pl.col("target").cast(pl.String),

@@ -58,6 +58,7 @@ from typing import IO
 import polars as pl
 
 from collector import schemas
+from collector.readings import ReadingColumns
 from collector.sources.sysfs import SysfsReadError, read_sysfs_text
 
 SOURCE = "neuron"
@@ -81,9 +82,9 @@ Row = dict[str, object]
 Frames = tuple[pl.DataFrame, pl.DataFrame]
 
 
-def _frames(readings: list[Row], problems: list[Row]) -> Frames:
+def _frames(problems: list[Row], readings: pl.DataFrame | None = None) -> Frames:
     return (
-        pl.DataFrame(readings, schema=dict(schemas.READINGS)),
+        schemas.empty(schemas.READINGS) if readings is None else readings,
         pl.DataFrame(problems, schema=dict(schemas.PROBLEMS)),
     )
 
@@ -180,7 +181,7 @@ def read_reports(
         if line.text is None:
             location = f"line {line.number}"
             problem = _problem(target, location, line.problem or "", line.message or "")
-            yield _frames([], [problem])
+            yield _frames([problem])
             continue
         stamp = clock() if clock is not None else None
         yield parse_report(
@@ -197,8 +198,12 @@ class _Report:
     line: int | None
     host: str | None
     timestamp_seconds: float | None
-    readings: list[Row] = field(default_factory=list)
+    readings: ReadingColumns = field(default_factory=ReadingColumns)
     problems: list[Row] = field(default_factory=list)
+
+    def frames(self) -> Frames:
+        readings = self.readings.frame(source=SOURCE, target=self.target, host=self.host)
+        return _frames(self.problems, readings)
 
     def location(self, path: str) -> str:
         return path if self.line is None else f"line {self.line} {path}"
@@ -207,19 +212,8 @@ class _Report:
         self.problems.append(_problem(self.target, self.location(path), reason, message))
 
     def reading(self, device: str, device_kind: str, metric: str, value: float, unit: str) -> None:
-        self.readings.append(
-            {
-                "source": SOURCE,
-                "target": self.target,
-                "host": self.host,
-                "device": device,
-                "device_kind": device_kind,
-                "metric": metric,
-                "value": value,
-                "unit": unit,
-                "estimated": False,
-                "timestamp_seconds": self.timestamp_seconds,
-            }
+        self.readings.add(
+            device, device_kind, metric, value, unit, timestamp_seconds=self.timestamp_seconds
         )
 
     def number(self, value: object, path: str) -> float | None:
@@ -489,11 +483,11 @@ def parse_report_object(
     report = _Report(target, line, host, timestamp_seconds)
     if not isinstance(document, dict):
         report.problem("$", "not_an_object", f"a report is a JSON object, got {_kind(document)}")
-        return _frames(report.readings, report.problems)
+        return report.frames()
     if report.host is None:
         report.host = _instance_id(document)
     _parse_document(report, document)
-    return _frames(report.readings, report.problems)
+    return report.frames()
 
 
 def _undecodable(text: str, error: Exception) -> tuple[str, str]:
@@ -524,7 +518,7 @@ def parse_report(
     except (ValueError, RecursionError) as error:
         reason, message = _undecodable(text, error)
         location = "$" if line is None else f"line {line}"
-        return _frames([], [_problem(target, location, reason, message)])
+        return _frames([_problem(target, location, reason, message)])
     return parse_report_object(
         document, target=target, line=line, host=host, timestamp_seconds=timestamp_seconds
     )
@@ -541,7 +535,7 @@ def parse_fragment(text: str, *, target: str, host: str | None = None) -> Frames
         document = json.loads("{" + body + "}")
     except (ValueError, RecursionError) as error:
         reason, message = _undecodable(text, error)
-        return _frames([], [_problem(target, "$", reason, message)])
+        return _frames([_problem(target, "$", reason, message)])
     return parse_report_object(document, target=target, host=host)
 
 
@@ -652,7 +646,7 @@ def read_power_utilization(
         raise ValueError(f"rated_power_watts must be a positive number, got {rated_power_watts}")
     if not max_age_seconds > 0 or not max_future_skew_seconds >= 0:
         raise ValueError("max_age_seconds must be positive and max_future_skew_seconds >= 0")
-    readings: list[Row] = []
+    readings = ReadingColumns()
     problems: list[Row] = []
     for index, directory in _device_directories(root, problems):
         path = directory / POWER_FILE
@@ -670,14 +664,6 @@ def read_power_utilization(
             message = f"sampled {-age:.0f} s after now"
             problems.append(_problem(str(root), str(path), "future", message))
             continue
-        row: Row = {
-            "source": SOURCE,
-            "target": str(root),
-            "host": host,
-            "device": f"neuron{index}",
-            "device_kind": "accelerator",
-            "timestamp_seconds": float(sample.timestamp_seconds),
-        }
         watts = rated_power_watts / 100
         for metric, value, unit, estimated in (
             ("power_utilization_ratio", sample.avg_percent / 100, "ratio", False),
@@ -685,7 +671,13 @@ def read_power_utilization(
             ("power_min_watts", sample.min_percent * watts, "watts", True),
             ("power_max_watts", sample.max_percent * watts, "watts", True),
         ):
-            readings.append(
-                row | {"metric": metric, "value": value, "unit": unit, "estimated": estimated}
+            readings.add(
+                f"neuron{index}",
+                "accelerator",
+                metric,
+                value,
+                unit,
+                estimated=estimated,
+                timestamp_seconds=float(sample.timestamp_seconds),
             )
-    return _frames(readings, problems)
+    return _frames(problems, readings.frame(source=SOURCE, target=str(root), host=host))

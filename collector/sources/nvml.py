@@ -76,6 +76,7 @@ from typing import Any, Self
 import polars as pl
 
 from collector import schemas
+from collector.readings import ReadingColumns
 from collector.sources.base import ClosedOnExit
 
 log = logging.getLogger(__name__)
@@ -396,39 +397,18 @@ class _Gpu:
 class _Cycle:
     """What one read collects, column by column."""
 
-    devices: list[str] = field(default_factory=list)
-    metrics: list[str] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)
-    units: list[str] = field(default_factory=list)
+    readings: ReadingColumns = field(default_factory=ReadingColumns)
     problems: list[tuple[str, str, str]] = field(default_factory=list)  # location, reason, msg
 
     def add(self, device: str, values: Iterable[tuple[str, float, str]]) -> None:
         for metric, value, unit in values:
-            self.devices.append(device)
-            self.metrics.append(metric)
-            self.values.append(value)
-            self.units.append(unit)
+            self.readings.add(device, DEVICE_KIND, metric, value, unit)
 
     def problem(self, location: str, reason: str, message: str) -> None:
         self.problems.append((location, reason, message))
 
     def frames(self, target: str, host: str) -> Frames:
-        rows = len(self.devices)
-        readings = pl.DataFrame(
-            {
-                "source": [SOURCE] * rows,
-                "target": [target] * rows,
-                "host": [host] * rows,
-                "device": self.devices,
-                "device_kind": [DEVICE_KIND] * rows,
-                "metric": self.metrics,
-                "value": self.values,
-                "unit": self.units,
-                "estimated": [False] * rows,
-                "timestamp_seconds": [None] * rows,
-            },
-            schema=dict(schemas.READINGS),
-        )
+        readings = self.readings.frame(source=SOURCE, target=target, host=host)
         problems = pl.DataFrame(
             {
                 "source": [SOURCE] * len(self.problems),

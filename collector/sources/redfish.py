@@ -98,8 +98,8 @@ from collector.sources.redfish_resources import (
     odata_id_problem,
     parse_resource,
     problems_frame,
-    readings_frame,
     readings_from_resource,
+    redfish_readings_frame,
     resource_links,
     resource_type,
 )
@@ -735,7 +735,7 @@ class RedfishSource(ClosedOnExit):
             duration,
         )
         return _TargetResult(
-            readings=readings_frame(readings, target=target.service_root, host=target.host),
+            readings=redfish_readings_frame(readings, target=target.service_root, host=target.host),
             problems=problems_frame(problems, target=target.service_root),
             health=health,
             layouts=layouts,

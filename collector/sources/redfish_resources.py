@@ -56,6 +56,7 @@ from urllib.parse import urljoin, urlsplit
 import polars as pl
 
 from collector import schemas
+from collector.readings import readings_frame
 
 JsonObject = dict[str, Any]
 
@@ -652,24 +653,20 @@ def _oem_block(
 # --- frames ----------------------------------------------------------------------------------
 
 
-def readings_frame(
+def redfish_readings_frame(
     readings: Sequence[Reading], *, target: str, host: str | None, source: str = "redfish"
 ) -> pl.DataFrame:
     """Readings as a frame of ``schemas.READINGS``."""
-    return pl.DataFrame(
-        {
-            "source": [source] * len(readings),
-            "target": [target] * len(readings),
-            "host": [host] * len(readings),
-            "device": [reading.device for reading in readings],
-            "device_kind": [reading.device_kind for reading in readings],
-            "metric": [reading.metric for reading in readings],
-            "value": [reading.value for reading in readings],
-            "unit": [reading.unit for reading in readings],
-            "estimated": [False] * len(readings),
-            "timestamp_seconds": [reading.timestamp_seconds for reading in readings],
-        },
-        schema=dict(schemas.READINGS),
+    return readings_frame(
+        source=source,
+        target=target,
+        host=host,
+        device=[reading.device for reading in readings],
+        device_kind=[reading.device_kind for reading in readings],
+        metric=[reading.metric for reading in readings],
+        value=[reading.value for reading in readings],
+        unit=[reading.unit for reading in readings],
+        timestamp_seconds=[reading.timestamp_seconds for reading in readings],
     )
 
 

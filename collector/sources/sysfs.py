@@ -58,6 +58,7 @@ from pathlib import Path
 import polars as pl
 
 from collector import schemas
+from collector.readings import ReadingColumns
 
 SOURCE = "sysfs"
 DEFAULT_ROOT = Path("/sys")
@@ -138,7 +139,7 @@ class _Walk:
     root: Path
     max_depth: int
     host: str | None
-    readings: list[Row] = field(default_factory=list)
+    readings: ReadingColumns = field(default_factory=ReadingColumns)
     problems: list[Row] = field(default_factory=list)
     visited: set[Path] = field(default_factory=set)
     root_real: Path = field(init=False)
@@ -158,20 +159,7 @@ class _Walk:
         )
 
     def reading(self, device: str, device_kind: str, metric: str, value: float, unit: str) -> None:
-        self.readings.append(
-            {
-                "source": SOURCE,
-                "target": str(self.root),
-                "host": self.host,
-                "device": device,
-                "device_kind": device_kind,
-                "metric": metric,
-                "value": value,
-                "unit": unit,
-                "estimated": False,
-                "timestamp_seconds": None,
-            }
-        )
+        self.readings.add(device, device_kind, metric, value, unit)
 
     def enter(self, path: Path, depth: int, *, required: bool = True) -> bool:
         """Whether the directory at ``path`` may be read now (and mark it visited).
@@ -448,7 +436,7 @@ def _label_kind(label: str | None) -> str:
 
 
 def _frames(walk: _Walk) -> tuple[pl.DataFrame, pl.DataFrame]:
-    readings = pl.DataFrame(walk.readings, schema=dict(schemas.READINGS))
+    readings = walk.readings.frame(source=SOURCE, target=str(walk.root), host=walk.host)
     problems = pl.DataFrame(walk.problems, schema=dict(schemas.PROBLEMS))
     return readings, problems
 

@@ -17,6 +17,7 @@ import polars as pl
 from pydantic import Field
 
 from collector import schemas
+from collector.readings import ReadingColumns
 from collector.sources.base import Source
 from collector.sources.plugin import (
     BuildContext,
@@ -100,7 +101,7 @@ def sysfs_reader(
                 health_row(target, False, started),
             )
         zones, readings, problems = sysfs.read_with_zones(root, host=name, max_depth=max_depth)
-        power: list[dict[str, object]] = []
+        power = ReadingColumns()
         rejected: list[dict[str, object]] = []
         for zone in zones:
             counter = counters.get(zone.device)
@@ -118,22 +119,16 @@ def sysfs_reader(
                     }
                 )
             elif step.average_power_watts is not None:
-                power.append(
-                    {
-                        "source": sysfs.SOURCE,
-                        "target": str(root),
-                        "host": name,
-                        "device": zone.device,
-                        "device_kind": sysfs.zone_kind(zone.name),
-                        "metric": "power_watts",
-                        "value": step.average_power_watts,
-                        "unit": "watts",
-                        "estimated": False,
-                        "timestamp_seconds": None,  # like every sysfs reading: the cycle's time
-                    }
+                # no timestamp, like every sysfs reading: the cycle's time
+                power.add(
+                    zone.device,
+                    sysfs.zone_kind(zone.name),
+                    "power_watts",
+                    step.average_power_watts,
+                    "watts",
                 )
         return ReaderResult(
-            pl.concat([readings, pl.DataFrame(power, schema=dict(schemas.READINGS))]),
+            pl.concat([readings, power.frame(source=sysfs.SOURCE, target=str(root), host=name)]),
             pl.concat([problems, pl.DataFrame(rejected, schema=dict(schemas.PROBLEMS))]),
             health_row(target, True, started),
         )
