@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from collector import arrays, energy, rollup, schemas
+from collector.accelerator_health import AcceleratorHealth, validate_errors
 from collector.grid.config import GridConfig
 from collector.grid.live import GridFrames, GridMonitor, validate_meters
 from collector.site.topology import Topology
@@ -32,6 +33,9 @@ class PipelineConfig:
     top_k_anomalies: int = 20
     # Longest interval integrated into the energy counters; longer ones count as gaps.
     max_energy_gap_seconds: float = 60.0
+    # How far back an accelerator's error counters are looked at for the anomaly list's
+    # "errors" reason: a chip stays listed this long after its last new error.
+    error_window_seconds: float = 600.0
     limits: ValidationLimits = field(default_factory=ValidationLimits)
     grid: GridConfig = field(default_factory=GridConfig)
 
@@ -126,6 +130,9 @@ class Pipeline:
         self._problems: dict[tuple[str, str], int] = {}
         self._errors_logged: set[tuple[str, str]] = set()
         self._cycles = 0
+        self._accelerator_health = AcceleratorHealth(
+            topology.accelerator_count, self.config.error_window_seconds
+        )
         self._grid = GridMonitor(self.config.grid, ratings=meter_ratings(topology))
         self._rack_energy = np.zeros(topology.racks.height)
         self._job_energy = pl.DataFrame(schema={"job": pl.String, "energy_joules": pl.Float64})
@@ -187,10 +194,13 @@ class Pipeline:
         accepted: dict[str, list[pl.DataFrame]] = {kind: [] for kind in KINDS}
         extras: dict[str, list[pl.DataFrame]] = {"jobs": [], "allocations": [], "meters": []}
         meter_source: dict[str, str] = {}
+        error_counts: list[pl.DataFrame] = []
         for source in self.sources:
             batch = self._read(source, now)
             if batch is None:
                 continue
+            if batch.accelerator_errors.height:
+                error_counts.append(self._accept_errors(source.name, batch.accelerator_errors))
             for name, frames in extras.items():
                 frame = getattr(batch, name)
                 if name == "meters" and frame.height:
@@ -224,12 +234,24 @@ class Pipeline:
 
         merged = {kind: self._merge(kind, frames) for kind, frames in accepted.items()}
         counters = self._advance_energy(merged, now)
+        health = self._accelerator_health
+        health.observe(
+            merged["accelerator"]["accelerator_index"].to_numpy(),
+            self._frame_or_empty(error_counts, schemas.ACCELERATOR_ERRORS).unique(
+                "accelerator_index", keep="first", maintain_order=True
+            ),
+            now,
+        )
 
         nodes = rollup.node_frame(
             merged["accelerator"], merged["node"], topology, counters["accelerator"]
         )
         feeds = rollup.feed_frame(merged["feed"], topology, counters["feed"])
-        racks = rollup.rack_frame(nodes, feeds, topology)
+        racks = rollup.with_error_counts(
+            rollup.rack_frame(nodes, feeds, topology),
+            {column: health.counts(column) for column in ("ecc_errors", "xid_errors")},
+            topology,
+        )
         rows = rollup.parent_frame(racks, "row", topology)
         halls = rollup.parent_frame(rows, "hall", topology)
         buildings = rollup.with_facility(
@@ -250,7 +272,13 @@ class Pipeline:
         for meter, count in self._grid.ingest(meters).items():
             self._count_rejection(meter_source[meter], "meter", "out_of_order", count)
         anomalies = rollup.anomalous_accelerators(
-            merged["accelerator"], nodes, topology, self.config.top_k_anomalies
+            merged["accelerator"],
+            nodes,
+            topology,
+            self.config.top_k_anomalies,
+            allocations=allocations,
+            silent_seconds=health.silent_seconds(now),
+            recent_errors=health.recent_errors(),
         )
         self._cycles += 1
         cycle_seconds = time.perf_counter() - started
@@ -319,6 +347,25 @@ class Pipeline:
         return rollup.job_frame(jobs, allocations, racks).join(
             energy, on="job", how="left", maintain_order="left"
         )
+
+    def _accept_errors(self, source: str, frame: pl.DataFrame) -> pl.DataFrame:
+        """A source's error counters, validated; counted among its accelerator samples."""
+        try:
+            result = validate_errors(frame, self.topology.accelerator_count)
+        except ValueError as error:  # wrong columns: the whole frame is unusable
+            self._count_rejection(source, "accelerator", "malformed", frame.height)
+            self._log_once(source, "accelerator_errors:malformed", f"source {source}: {error}")
+            return schemas.empty(schemas.ACCELERATOR_ERRORS)
+        self._accepted[(source, "accelerator")] += result.accepted_samples
+        for reason, count in result.rejections.items():
+            self._count_rejection(source, "accelerator", reason, count)
+            self._log_once(
+                source,
+                f"accelerator_errors:{reason}",
+                f"source {source}: {count} accelerator error count(s) rejected ({reason}); "
+                "counted among the rejected samples by reason, logged once",
+            )
+        return result.frame
 
     def _count_rejection(self, source: str, kind: str, reason: str, count: int) -> None:
         key = (source, kind, reason)

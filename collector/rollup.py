@@ -33,10 +33,12 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from collector import arrays
+from collector import arrays, schemas
+from collector.accelerator_health import RECENT_ERRORS as ERRORS_SCHEMA
 from collector.site.topology import Topology
 
 FloatArray = npt.NDArray[np.float64]
+IndexArray = npt.NDArray[np.int64]
 
 # Columns a parent gets by summing its children.
 ADDITIVE = (
@@ -217,6 +219,26 @@ def rack_frame(nodes: pl.DataFrame, feeds: pl.DataFrame, topology: Topology) -> 
     return with_derived_ratios(frame)
 
 
+def with_error_counts(
+    racks: pl.DataFrame, counts: dict[str, FloatArray], topology: Topology
+) -> pl.DataFrame:
+    """Add, per rack, the sum of its accelerators' last known error counters
+    (``accelerator_ecc_errors``, ``accelerator_xid_errors``): null when none of its chips
+    ever reported one. A chip that falls silent keeps its last count, so the sum only goes
+    down when a counter is reset, which a Prometheus counter reads as a reset."""
+    chip_rack = topology.accelerators["rack_index"].to_numpy()
+    racks_count = topology.racks.height
+    columns = []
+    for column, values in counts.items():
+        known = np.isfinite(values)
+        total = np.bincount(chip_rack, weights=np.where(known, values, 0.0), minlength=racks_count)
+        reporting = np.bincount(chip_rack, weights=known, minlength=racks_count)
+        columns.append(
+            arrays.series(f"accelerator_{column}", np.where(reporting > 0, total, np.nan))
+        )
+    return racks.with_columns(columns)
+
+
 def parent_frame(children: pl.DataFrame, level: str, topology: Topology) -> pl.DataFrame:
     """Roll children up one level (rack→row→hall→building→site); capacity from topology."""
     key = f"{level}_index"
@@ -311,31 +333,119 @@ def site_frame(racks: pl.DataFrame, buildings: pl.DataFrame, topology: Topology)
     )
 
 
-def anomalous_accelerators(
-    accelerators: pl.DataFrame, nodes: pl.DataFrame, topology: Topology, top_k: int
-) -> pl.DataFrame:
-    """A bounded list of accelerators worth a look, whatever tier is exposed.
+ANOMALY_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
+    "accelerator_index": pl.UInt32,
+    "reason": pl.String,
+    "score": pl.Float64,
+    "power_watts": pl.Float64,
+    "temperature_celsius": pl.Float64,
+    "training_job": pl.String,  # the job holding the chip's rack; null when none
+    # The columns below explain one reason each and are null on the other reasons' rows.
+    "recent_errors": pl.Float64,  # errors: ECC + XID errors within the error window
+    "ecc_errors": pl.Float64,  # errors: cumulative uncorrected ECC errors
+    "xid_errors": pl.Float64,  # errors: cumulative XID errors
+    "silent_seconds": pl.Float64,  # silent: seconds since the chip last reported
+    "job_power_ratio": pl.Float64,  # stragglers: power over the job's median
+    "job_temperature_excess_celsius": pl.Float64,  # stragglers: above the job's median
+}
+REASON_COLUMNS = {
+    "errors": ("recent_errors", "ecc_errors", "xid_errors"),
+    "silent": ("silent_seconds",),
+    "straggler_power": ("job_power_ratio", "job_temperature_excess_celsius"),
+    "straggler_temperature": ("job_power_ratio", "job_temperature_excess_celsius"),
+}
 
-    ``hot``: the top K by temperature margin to the chip's limit (closest first).
-    ``power_outlier``: the top K by distance from their node's mean power, as a share of TDP
-    (in synchronous training a chip that differs from its 15 peers is stalled or failing).
+
+def _top_k_by_node(score: FloatArray, first: npt.NDArray[np.int64], top_k: int) -> IndexArray:
+    """The (at most) K chips with the highest finite score, best first.
 
     The K best chips lie in at most K nodes, so the nodes are ranked first by their best chip
     (a reduceat over contiguous ranges) and only their chips are ranked: no sort or partition
     over millions of chips.
     """
-    columns = {
-        "accelerator_index": pl.UInt32,
-        "reason": pl.String,
-        "score": pl.Float64,
-        "power_watts": pl.Float64,
-        "temperature_celsius": pl.Float64,
-    }
-    if accelerators.height == 0 or top_k <= 0:
-        return pl.DataFrame(schema=columns)
+    count = score.size
+    ranked = np.where(np.isfinite(score), score, -np.inf)
+    node_best = np.maximum.reduceat(ranked, first)
+    k_nodes = min(top_k, int(np.isfinite(node_best).sum()))
+    if k_nodes == 0:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.append(first[1:], count)
+    best_nodes = np.argpartition(-node_best, k_nodes - 1)[:k_nodes]
+    chips = np.concatenate([np.arange(first[n], ends[n]) for n in best_nodes.tolist()])
+    chips = chips[np.isfinite(ranked[chips])]
+    chosen: IndexArray = chips[np.argsort(-ranked[chips], kind="stable")[:top_k]]
+    return chosen
+
+
+def _job_of_chip(
+    allocations: pl.DataFrame, topology: Topology
+) -> tuple[npt.NDArray[np.int64], list[str]]:
+    """Per accelerator, the code of the job holding its rack (-1: none), and the job names."""
+    held = allocations.drop_nulls("job").unique("rack_index", keep="first", maintain_order=True)
+    names = held["job"].unique(maintain_order=True)
+    codes = held.join(
+        pl.DataFrame({"job": names, "code": np.arange(names.len(), dtype=np.int64)}),
+        on="job",
+        how="left",
+        maintain_order="left",
+    )
+    rack_code = np.full(topology.racks.height, -1, dtype=np.int64)
+    rack_code[codes["rack_index"].to_numpy().astype(np.int64)] = codes["code"].to_numpy()
+    chip_rack = topology.accelerators["rack_index"].to_numpy().astype(np.int64)
+    return rack_code[chip_rack], names.to_list()
+
+
+def _job_medians(
+    node_values: FloatArray, node_code: npt.NDArray[np.int64], jobs: int
+) -> FloatArray:
+    """Per job, the median over its nodes of a per-node value (NaN: no node of it has one)."""
+    medians = np.full(jobs, np.nan)
+    held = (node_code >= 0) & np.isfinite(node_values)
+    if held.any():
+        per_job = (
+            pl.DataFrame({"code": node_code[held], "value": node_values[held]})
+            .group_by("code")
+            .agg(pl.col("value").median())
+        )
+        medians[per_job["code"].to_numpy()] = per_job["value"].to_numpy()
+    return medians
+
+
+def anomalous_accelerators(
+    accelerators: pl.DataFrame,
+    nodes: pl.DataFrame,
+    topology: Topology,
+    top_k: int,
+    *,
+    allocations: pl.DataFrame | None = None,
+    silent_seconds: FloatArray | None = None,
+    recent_errors: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """A bounded list of accelerators worth a look, whatever tier is exposed: at most K per
+    reason, best first (columns: ANOMALY_COLUMNS).
+
+    * ``hot``: closest to the chip's temperature limit (score: temperature minus the limit).
+    * ``power_outlier``: furthest from its node's mean power, as a share of TDP (in
+      synchronous training a chip that differs from its 15 peers is stalled or failing).
+    * ``errors``: most ECC + XID errors within the error window (``recent_errors``, from
+      collector.accelerator_health); only chips whose counters grew.
+    * ``silent``: chips that reported before and not this cycle (``silent_seconds``, per
+      accelerator), the most recently silent first, so a new failure is never crowded out by
+      chips long dead.
+    * ``straggler_power``: lowest power against its job's median (score: 1 - ratio), and
+      ``straggler_temperature``: hottest against its job's median (score: the excess in °C).
+      A job's median is taken over its servers' mean accelerator power and temperature, so
+      one slow chip cannot move it; jobs hold racks (``allocations``, ALLOCATION_SAMPLES).
+
+    The thresholds (how far below its job, how many errors, how long silent) are the alert
+    rules' business; each row carries the value its reason is judged on.
+    """
+    if top_k <= 0:
+        return pl.DataFrame(schema=ANOMALY_COLUMNS)
     table = topology.accelerators
     count = topology.accelerator_count
     first = topology.nodes["first_accelerator_index"].to_numpy().astype(np.int64)
+    sizes = np.diff(np.append(first, count))
     power = arrays.dense(accelerators, "accelerator_index", "power_watts", count)
     temperature = arrays.dense(accelerators, "accelerator_index", "temperature_celsius", count)
 
@@ -343,41 +453,96 @@ def anomalous_accelerators(
         uniform = topology.uniform_value("accelerator", column)
         return uniform if uniform is not None else table[column].to_numpy()
 
+    job_code, job_names = _job_of_chip(
+        allocations if allocations is not None else schemas.empty(schemas.ALLOCATION_SAMPLES),
+        topology,
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         node_mean = (nodes["accelerator_power_watts"] / nodes["accelerators_reporting"]).to_numpy()
-        scores = {
+        scores: dict[str, FloatArray] = {
             "hot": temperature - attribute("max_temperature_celsius"),
-            "power_outlier": np.abs(power - np.repeat(node_mean, np.diff(np.append(first, count))))
-            / attribute("tdp_watts"),
+            "power_outlier": np.abs(power - np.repeat(node_mean, sizes)) / attribute("tdp_watts"),
         }
-    ends = np.append(first[1:], count)
-    picks = []
+        job_power_ratio = np.full(count, np.nan)
+        job_excess = np.full(count, np.nan)
+        if job_names:
+            node_code = job_code[first]
+            node_temperature = arrays.sum_by(temperature, first) / arrays.count_by(
+                temperature, first
+            )
+            median_power = _job_medians(node_mean, node_code, len(job_names))
+            median_temperature = _job_medians(node_temperature, node_code, len(job_names))
+            in_job = job_code >= 0
+            safe_code = np.maximum(job_code, 0)
+            job_power_ratio = np.where(in_job, power / median_power[safe_code], np.nan)
+            job_excess = np.where(in_job, temperature - median_temperature[safe_code], np.nan)
+            scores["straggler_power"] = 1.0 - job_power_ratio
+            scores["straggler_temperature"] = job_excess
+    silent = np.full(count, np.nan) if silent_seconds is None else silent_seconds
+    if np.isfinite(silent).any():
+        scores["silent"] = -silent
+
+    picks: list[tuple[str, IndexArray, FloatArray]] = []
     for reason, score in scores.items():
-        ranked = np.where(np.isfinite(score), score, -np.inf)
-        node_best = np.maximum.reduceat(ranked, first)
-        k_nodes = min(top_k, int(np.isfinite(node_best).sum()))
-        if k_nodes == 0:
-            continue
-        best_nodes = np.argpartition(-node_best, k_nodes - 1)[:k_nodes]
-        chips = np.concatenate([np.arange(first[n], ends[n]) for n in best_nodes.tolist()])
-        chips = chips[np.isfinite(ranked[chips])]
-        k = min(top_k, chips.size)
-        chosen = chips[np.argsort(-ranked[chips], kind="stable")[:k]]
+        indexes = _top_k_by_node(score, first, top_k)
+        if indexes.size:
+            picks.append((reason, indexes, score[indexes]))
+    errors = recent_errors if recent_errors is not None else schemas.empty(ERRORS_SCHEMA)
+    errors = errors.filter(pl.col("recent_errors") > 0)
+    most = errors.sort("recent_errors", "accelerator_index", descending=[True, False]).head(top_k)
+    if most.height:
         picks.append(
-            pl.DataFrame(
-                {
-                    "accelerator_index": chosen.astype(np.uint32),
-                    "reason": [reason] * k,
-                    "score": ranked[chosen],
-                    "power_watts": power[chosen],
-                    "temperature_celsius": temperature[chosen],
-                },
-                schema=columns,
+            (
+                "errors",
+                most["accelerator_index"].to_numpy().astype(np.int64),
+                most["recent_errors"].to_numpy(),
             )
         )
     if not picks:
-        return pl.DataFrame(schema=columns)
-    return pl.concat(picks).sort("reason", "score", descending=[False, True])
+        return pl.DataFrame(schema=ANOMALY_COLUMNS)
+    chosen = np.concatenate([indexes for _, indexes, _ in picks])
+    reasons = [reason for reason, indexes, _ in picks for _ in range(indexes.size)]
+    names = pl.Series("training_job", job_names, dtype=pl.String)
+    codes = job_code[chosen]
+    frame = pl.DataFrame(
+        {
+            "accelerator_index": chosen.astype(np.uint32),
+            "reason": reasons,
+            "score": np.concatenate([score for _, _, score in picks]),
+            "power_watts": power[chosen],
+            "temperature_celsius": temperature[chosen],
+            "training_job": pl.Series(codes, dtype=pl.Int64),
+            "silent_seconds": silent[chosen],
+            "job_power_ratio": job_power_ratio[chosen],
+            "job_temperature_excess_celsius": job_excess[chosen],
+        },
+        nan_to_null=True,
+    ).with_columns(
+        training_job=pl.when(pl.col("training_job") >= 0).then(
+            pl.lit(names).gather(pl.col("training_job").clip(0))
+        )
+        if job_names
+        else pl.lit(None, dtype=pl.String)
+    )
+    frame = frame.join(
+        errors.select("accelerator_index", "recent_errors", "ecc_errors", "xid_errors"),
+        on="accelerator_index",
+        how="left",
+        maintain_order="left",
+    )
+    return (
+        frame.with_columns(
+            pl.when(pl.col("reason").is_in(reasons_of(column))).then(pl.col(column)).alias(column)
+            for column in dict.fromkeys(c for columns in REASON_COLUMNS.values() for c in columns)
+        )
+        .select(pl.col(name).cast(dtype) for name, dtype in ANOMALY_COLUMNS.items())
+        .sort("reason", "score", descending=[False, True], maintain_order=True)
+    )
+
+
+def reasons_of(column: str) -> list[str]:
+    """The anomaly reasons whose rows carry ``column``."""
+    return [reason for reason, columns in REASON_COLUMNS.items() if column in columns]
 
 
 def job_frame(jobs: pl.DataFrame, allocations: pl.DataFrame, racks: pl.DataFrame) -> pl.DataFrame:

@@ -81,6 +81,17 @@ METER_SAMPLES: Schema = {
     "power_watts": pl.Float64,
 }
 
+# Cumulative error counters of each accelerator, as the device reports them (NVML's
+# uncorrected ECC total and XID critical errors, the simulator's counters). Apart from
+# ACCELERATOR_SAMPLES because few sources read them: a device without a row reports none,
+# and a missing count is null, never 0. Counters may reset (a driver reload).
+ACCELERATOR_ERRORS: Schema = {
+    "accelerator_index": pl.UInt32,
+    "timestamp_seconds": pl.Float64,
+    "ecc_errors": pl.Float64,  # uncorrected ECC errors since the counter started
+    "xid_errors": pl.Float64,  # XID critical errors since the counter started
+}
+
 SAMPLE_SCHEMAS: Mapping[str, Schema] = {
     "accelerator": ACCELERATOR_SAMPLES,
     "node": NODE_SAMPLES,

@@ -166,8 +166,10 @@ class Renderer:
                 self._accelerator_labels().gather(index),
                 energy_joules=pl.Series(snapshot.accelerator_energy_joules).gather(index),
             )
-        if name == "anomaly":
+        if name in ("anomaly", "anomaly_job"):
             anomalies = snapshot.anomalies
+            if name == "anomaly_job":  # the chips a training job holds, labelled with it
+                anomalies = anomalies.filter(pl.col("training_job").is_not_null())
             names = (
                 self.topology.names("node")
                 .select(
@@ -180,9 +182,10 @@ class Renderer:
                 .with_columns(
                     accelerator=self.topology.accelerator_names(anomalies["accelerator_index"]),
                     reason=anomalies["reason"],
+                    training_job=anomalies["training_job"],
                 )
             )
-            return anomalies.with_columns(label_column(names, contract.EXTRA_LABELS["anomaly"]))
+            return anomalies.with_columns(label_column(names, contract.EXTRA_LABELS[name]))
         if name in self._labels:
             return frame.with_columns(self._labels[name])
         labels = LEVEL_LABELS.get(name) or contract.EXTRA_LABELS.get(name, ())

@@ -33,6 +33,9 @@ class SampleBatch:
     # A source that leaves targets empty is one target named after the source.
     targets: pl.DataFrame = field(default_factory=lambda: schemas.empty(schemas.TARGET_HEALTH))
     problems: pl.DataFrame = field(default_factory=lambda: schemas.empty(schemas.PROBLEMS))
+    accelerator_errors: pl.DataFrame = field(
+        default_factory=lambda: schemas.empty(schemas.ACCELERATOR_ERRORS)
+    )
 
     def frame(self, kind: str) -> pl.DataFrame:
         return {

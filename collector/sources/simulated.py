@@ -368,6 +368,14 @@ class SimulatedSource:
             feeds = feeds.filter(rng.random(feeds.height) >= cfg.feed_dropout_ratio)
         if cfg.node_dropout_ratio > 0:
             nodes = nodes.filter(rng.random(nodes.height) >= cfg.node_dropout_ratio)
+        # A healthy campus: every chip that reports has error counters, and none grows
+        # (incident scenarios add errors on top).
+        errors = accelerators.select(
+            "accelerator_index",
+            "timestamp_seconds",
+            ecc_errors=pl.lit(0.0),
+            xid_errors=pl.lit(0.0),
+        )
         buildings = pl.DataFrame(
             {
                 "building_index": np.arange(self._building_count, dtype=np.uint32),
@@ -378,7 +386,11 @@ class SimulatedSource:
         )
         if not isinstance(self.workload, JobWorkload):
             return SampleBatch(
-                accelerators=accelerators, nodes=nodes, feeds=feeds, buildings=buildings
+                accelerators=accelerators,
+                nodes=nodes,
+                feeds=feeds,
+                buildings=buildings,
+                accelerator_errors=errors,
             )
         return SampleBatch(
             accelerators=accelerators,
@@ -388,6 +400,7 @@ class SimulatedSource:
             jobs=self._job_frame(now),
             allocations=self._allocation_frame(),
             meters=self._meter_frame(non_it, rng),
+            accelerator_errors=errors,
         )
 
     # --- the job model's extra outputs ---------------------------------------------------------

@@ -19,6 +19,8 @@ NAMESPACE = "gigawatt"
 # Labels of the frames that are not physical levels.
 EXTRA_LABELS: dict[str, tuple[str, ...]] = {
     "anomaly": (*LEVEL_LABELS["accelerator"], "reason"),
+    # The anomaly list's chips that a training job holds, named with it.
+    "anomaly_job": (*LEVEL_LABELS["accelerator"], "reason", "training_job"),
     "source": ("source", "target"),
     "problem": ("source", "reason"),
     "accepted": ("source", "kind"),
@@ -335,6 +337,26 @@ METRICS: tuple[Metric, ...] = (
     *_level_metrics("hall", "hall", "hall"),
     *_level_metrics("row", "row", "row"),
     *_level_metrics("rack", "rack", "rack"),
+    Metric(
+        "gigawatt_rack_accelerator_ecc_errors_total",
+        "counter",
+        "",
+        "Uncorrected ECC errors of the rack's accelerators: the sum of each one's last known "
+        "counter (a silent chip keeps its last count).",
+        "rack",
+        "accelerator_ecc_errors",
+        "rack",
+    ),
+    Metric(
+        "gigawatt_rack_accelerator_xid_errors_total",
+        "counter",
+        "",
+        "XID critical errors of the rack's accelerators: the sum of each one's last known "
+        "counter (a silent chip keeps its last count).",
+        "rack",
+        "accelerator_xid_errors",
+        "rack",
+    ),
     Metric(
         "gigawatt_feed_power_watts",
         "gauge",
@@ -713,8 +735,11 @@ METRICS: tuple[Metric, ...] = (
         "gigawatt_anomalous_accelerator_power_watts",
         "gauge",
         "watts",
-        "Power of the accelerators in the bounded anomaly list (reason: hot = closest to "
-        "its temperature limit, power_outlier = furthest from its node's mean).",
+        "Power of the accelerators in the bounded anomaly list, at most K per reason: hot = "
+        "closest to its temperature limit, power_outlier = furthest from its node's mean, "
+        "errors = most ECC and XID errors lately, silent = stopped reporting (most recent "
+        "first), straggler_power = lowest power against its job's median, "
+        "straggler_temperature = hottest against its job's median.",
         "anomaly",
         "power_watts",
     ),
@@ -725,6 +750,57 @@ METRICS: tuple[Metric, ...] = (
         "Temperature of the accelerators in the bounded anomaly list.",
         "anomaly",
         "temperature_celsius",
+    ),
+    Metric(
+        "gigawatt_anomalous_accelerator_recent_errors",
+        "gauge",
+        "",
+        "Uncorrected ECC plus XID errors the accelerator counted within the error window "
+        "(10 min unless configured); reason errors only.",
+        "anomaly",
+        "recent_errors",
+    ),
+    Metric(
+        "gigawatt_anomalous_accelerator_ecc_errors_total",
+        "counter",
+        "",
+        "Uncorrected ECC errors of the accelerator, as its counter reads; reason errors only.",
+        "anomaly",
+        "ecc_errors",
+    ),
+    Metric(
+        "gigawatt_anomalous_accelerator_xid_errors_total",
+        "counter",
+        "",
+        "XID critical errors of the accelerator, as its counter reads; reason errors only.",
+        "anomaly",
+        "xid_errors",
+    ),
+    Metric(
+        "gigawatt_anomalous_accelerator_silent_seconds",
+        "gauge",
+        "seconds",
+        "Seconds since an accelerator that reported before last reported; reason silent only.",
+        "anomaly",
+        "silent_seconds",
+    ),
+    Metric(
+        "gigawatt_anomalous_accelerator_job_power_ratio",
+        "gauge",
+        "ratio",
+        "Accelerator power over its training job's median (the median of the job's servers' "
+        "mean accelerator power); reasons straggler_power and straggler_temperature only.",
+        "anomaly_job",
+        "job_power_ratio",
+    ),
+    Metric(
+        "gigawatt_anomalous_accelerator_job_temperature_excess_celsius",
+        "gauge",
+        "celsius",
+        "Accelerator temperature minus its training job's median (over the job's servers' "
+        "mean accelerator temperature); reasons straggler_power and straggler_temperature only.",
+        "anomaly_job",
+        "job_temperature_excess_celsius",
     ),
     # --- self-monitoring: always on ----------------------------------------------------------
     Metric(

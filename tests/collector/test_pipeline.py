@@ -318,9 +318,10 @@ def test_simulated_cycle_rejects_nothing_and_counts_every_value(demo: Topology) 
     # 3 reasons (not_finite, negative, out_of_order) for the one source.
     assert snapshot.rejected.height == 4 * 8 + 3
     assert snapshot.rejected["samples"].sum() == 0
-    # Each simulated server reports its input power (BMC) and its CPU power (RAPL).
+    # Each simulated server reports its input power (BMC) and its CPU power (RAPL); each
+    # chip its four readings and its two error counters (ECC, XID).
     assert accepted(snapshot) == {
-        ("simulated", "accelerator"): 2 * 2_048 * 4,
+        ("simulated", "accelerator"): 2 * 2_048 * (4 + 2),
         ("simulated", "node"): 2 * 128 * 2,
         ("simulated", "feed"): 2 * 128 * 4,
         ("simulated", "building"): 2 * 1 * 2,
@@ -411,3 +412,60 @@ def test_health_is_kept_per_target_and_problems_are_counted_by_reason(demo: Topo
     assert health["https://bmc-2"]["last_success_timestamp_seconds"] is None  # never, not 0
     assert first.problems.to_dicts() == [{"source": "bmcs", "reason": "timeout", "problems": 1.0}]
     assert second.problems["problems"].to_list() == [2.0]
+
+
+# --- accelerator health: errors that grow, chips that fall silent ---------------------------
+
+
+class Erring:
+    """The simulator, with chip 33's ECC counter growing by 2 each cycle from the third, and
+    chip 70 silent (power, temperature and counters) from the second."""
+
+    name = "simulated"
+
+    def __init__(self, inner: SimulatedSource) -> None:
+        self.inner = inner
+        self.cycles = 0
+
+    def read(self, now: float) -> SampleBatch:
+        batch = self.inner.read(now)
+        self.cycles += 1
+        grown = 2.0 * max(self.cycles - 2, 0)
+        errors = batch.accelerator_errors.with_columns(
+            ecc_errors=pl.when(pl.col("accelerator_index") == 33)
+            .then(grown)
+            .otherwise(pl.col("ecc_errors"))
+        )
+        accelerators = batch.accelerators
+        if self.cycles >= 2:
+            accelerators = accelerators.filter(pl.col("accelerator_index") != 70)
+            errors = errors.filter(pl.col("accelerator_index") != 70)
+        return SampleBatch(
+            accelerators=accelerators,
+            feeds=batch.feeds,
+            buildings=batch.buildings,
+            nodes=batch.nodes,
+            accelerator_errors=errors,
+        )
+
+
+def test_growing_errors_and_a_silent_chip_reach_the_anomaly_list_and_the_rack(
+    demo: Topology,
+) -> None:
+    pipeline = Pipeline(demo, [Erring(simulated(demo))], clock=ticking(START, 10.0, 4))
+    snapshots = run(pipeline, 4)
+    first, last = snapshots[0], snapshots[-1]
+    assert first.anomalies.filter(pl.col("reason").is_in(["errors", "silent"])).height == 0
+    assert first.racks["accelerator_ecc_errors"].to_list() == [0.0] * demo.racks.height
+
+    erring = last.anomalies.filter(pl.col("reason") == "errors")
+    assert erring.select("accelerator_index", "recent_errors", "ecc_errors").rows() == [
+        (33, 4.0, 4.0)
+    ]
+    silent = last.anomalies.filter(pl.col("reason") == "silent")
+    assert silent.select("accelerator_index", "silent_seconds").rows() == [(70, 30.0)]
+    # Rack 1 holds chip 33 (its counter) and rack 2 chip 70 (its last count, 0, kept).
+    racks = last.racks["accelerator_ecc_errors"].to_list()
+    assert racks[1] == 4.0 and racks[2] == 0.0
+    assert sum(racks) == 4.0
+    assert last.racks["accelerators_reporting"][2] == 31

@@ -602,13 +602,7 @@ def test_anomalies_of_nothing_are_an_empty_typed_frame(demo: Topology) -> None:
         rollup.anomalous_accelerators(accelerators, rolled.nodes, demo, top_k=0),
     ):
         assert anomalies.height == 0
-        assert anomalies.columns == [
-            "accelerator_index",
-            "reason",
-            "score",
-            "power_watts",
-            "temperature_celsius",
-        ]
+        assert anomalies.schema == pl.Schema(rollup.ANOMALY_COLUMNS)
 
 
 def test_anomalies_skip_chips_with_missing_readings(demo: Topology) -> None:
@@ -623,6 +617,121 @@ def test_anomalies_skip_chips_with_missing_readings(demo: Topology) -> None:
     hot = anomalies.filter(pl.col("reason") == "hot")
     assert hot.height == 31
     assert 0 not in hot["accelerator_index"].to_list()
+
+
+def jobs_on_racks(assignments: dict[str, range], racks: int) -> pl.DataFrame:
+    """ALLOCATION_SAMPLES: each job holds the racks of its range, the others none."""
+    job_of = [None] * racks
+    for job, held in assignments.items():
+        for rack in held:
+            job_of[rack] = job
+    return pl.DataFrame(
+        {"rack_index": np.arange(racks, dtype=np.uint32), "job": job_of},
+        schema=dict(schemas.ALLOCATION_SAMPLES),
+    )
+
+
+def test_stragglers_are_judged_against_their_job_median(demo: Topology) -> None:
+    """Chip 40 (rack 1, job-a) draws 50 W where it would draw 180 W; chip 70 (rack 2, job-a)
+    runs at 90 °C. Every server's mean is 175 W and 47.5 °C, so each job's median is that."""
+    accelerators = demo_accelerators().with_columns(
+        power_watts=pl.when(pl.col("accelerator_index") == 40)
+        .then(50.0)
+        .otherwise(pl.col("power_watts")),
+        temperature_celsius=pl.when(pl.col("accelerator_index") == 70)
+        .then(90.0)
+        .otherwise(pl.col("temperature_celsius")),
+    )
+    rolled = roll_up(demo, accelerators, demo_feeds())
+    allocations = jobs_on_racks({"job-a": range(0, 4), "job-b": range(4, 6)}, demo.racks.height)
+    anomalies = rollup.anomalous_accelerators(
+        accelerators, rolled.nodes, demo, top_k=5, allocations=allocations
+    )
+    slow = anomalies.filter(pl.col("reason") == "straggler_power").row(0, named=True)
+    assert slow["accelerator_index"] == 40
+    assert slow["training_job"] == "job-a"
+    assert slow["job_power_ratio"] == pytest.approx(50.0 / 175.0)
+    assert slow["score"] == pytest.approx(1.0 - 50.0 / 175.0)
+    assert slow["job_temperature_excess_celsius"] == pytest.approx(48.0 - 47.5)
+    hot = anomalies.filter(pl.col("reason") == "straggler_temperature").row(0, named=True)
+    assert hot["accelerator_index"] == 70
+    assert hot["job_temperature_excess_celsius"] == pytest.approx(90.0 - 47.5)
+    stragglers = anomalies.filter(pl.col("reason").str.starts_with("straggler"))
+    # Only chips a job holds (racks 0-5: chips 0-191) are judged against a job.
+    assert stragglers["accelerator_index"].max() < 6 * 32
+    assert set(stragglers["training_job"]) <= {"job-a", "job-b"}
+    # The straggler columns explain their own reasons only.
+    others = anomalies.filter(pl.col("reason").is_in(["hot", "power_outlier"]))
+    assert others["job_power_ratio"].null_count() == others.height
+    assert others["training_job"].null_count() == 0  # chips of a job are named with it
+
+
+def test_without_jobs_there_are_no_stragglers(demo: Topology) -> None:
+    accelerators = demo_accelerators()
+    rolled = roll_up(demo, accelerators, demo_feeds())
+    anomalies = rollup.anomalous_accelerators(accelerators, rolled.nodes, demo, top_k=5)
+    assert set(anomalies["reason"]) == {"hot", "power_outlier"}
+    assert anomalies["training_job"].null_count() == anomalies.height
+
+
+def test_silent_chips_are_listed_most_recently_silent_first(demo: Topology) -> None:
+    accelerators = demo_accelerators().filter(~pl.col("accelerator_index").is_in([5, 6, 7]))
+    rolled = roll_up(demo, accelerators, demo_feeds())
+    silent = np.full(ACCELERATORS, np.nan)
+    silent[[5, 6, 7]] = [300.0, 10.0, 60.0]
+    anomalies = rollup.anomalous_accelerators(
+        accelerators, rolled.nodes, demo, top_k=2, silent_seconds=silent
+    )
+    rows = anomalies.filter(pl.col("reason") == "silent")
+    assert rows["accelerator_index"].to_list() == [6, 7]
+    assert rows["silent_seconds"].to_list() == [10.0, 60.0]
+    # A silent chip has no reading: its power is missing, never 0.
+    assert rows["power_watts"].null_count() == 2
+    assert anomalies.filter(pl.col("reason") != "silent")["silent_seconds"].null_count() == (
+        anomalies.height - 2
+    )
+
+
+def test_chips_with_the_most_recent_errors_are_listed(demo: Topology) -> None:
+    accelerators = demo_accelerators()
+    rolled = roll_up(demo, accelerators, demo_feeds())
+    recent = pl.DataFrame(
+        {
+            "accelerator_index": [9, 10, 11],
+            "recent_errors": [3.0, 7.0, 1.0],
+            "ecc_errors": [3.0, 100.0, None],
+            "xid_errors": [0.0, 2.0, 1.0],
+        },
+        schema={
+            "accelerator_index": pl.UInt32,
+            "recent_errors": pl.Float64,
+            "ecc_errors": pl.Float64,
+            "xid_errors": pl.Float64,
+        },
+    )
+    anomalies = rollup.anomalous_accelerators(
+        accelerators, rolled.nodes, demo, top_k=2, recent_errors=recent
+    )
+    rows = anomalies.filter(pl.col("reason") == "errors")
+    assert rows.select("accelerator_index", "recent_errors", "ecc_errors", "xid_errors").rows() == [
+        (10, 7.0, 100.0, 2.0),
+        (9, 3.0, 3.0, 0.0),
+    ]
+    assert rows["power_watts"].to_list() == [200.0, 190.0]
+    hot = anomalies.filter(pl.col("reason") == "hot")
+    assert hot["recent_errors"].null_count() == hot.height
+
+
+def test_rack_error_counts_sum_the_known_counters(demo: Topology) -> None:
+    rolled = roll_up(demo, demo_accelerators(), demo_feeds())
+    ecc = np.full(ACCELERATORS, np.nan)
+    ecc[:32] = 1.0  # rack 0: every chip
+    ecc[40] = 5.0  # rack 1: one chip; the others never reported a count
+    xid = np.zeros(ACCELERATORS)
+    racks = rollup.with_error_counts(rolled.racks, {"ecc_errors": ecc, "xid_errors": xid}, demo)
+    assert racks["accelerator_ecc_errors"].head(3).to_list() == [32.0, 5.0, None]
+    assert racks["accelerator_xid_errors"].sum() == 0.0
+    assert racks["accelerator_xid_errors"].null_count() == 0
 
 
 def test_site_pue_is_null_not_nan_when_no_building_reports_non_it(demo: Topology) -> None:
