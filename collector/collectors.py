@@ -39,15 +39,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, cast
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from collector.config_errors import (
     ConfigError,
     ConfigProblem,
     line_index,
-    nearest_line,
+    located,
     read_config,
+    yaml_document,
 )
 from collector.inventory import Inventory, load_inventory
 from collector.site.topology import Topology
@@ -83,12 +83,7 @@ class CollectorsError(ConfigError):
 
 
 def parse_collectors(text: str, source: str = "<collectors>") -> CollectorsFile:
-    try:
-        data: Any = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise CollectorsError(
-            source, [ConfigProblem("(file)", f"not valid YAML: {error}")]
-        ) from None
+    data = yaml_document(text, source, CollectorsError)
     lines = line_index(text)
     try:
         spec = _file_model(tuple(kind.spec for kind in registry.kinds())).model_validate(data)
@@ -111,8 +106,7 @@ def parse_collectors(text: str, source: str = "<collectors>") -> CollectorsFile:
             ]
             if detail["type"] == "too_short" and deeper:
                 continue  # "no item left" only echoes the items' own problems, listed anyway
-            location = ".".join(str(part) for part in path)
-            problems.append(ConfigProblem(location, detail["msg"], nearest_line(lines, path)))
+            problems.append(located(lines, path, detail["msg"]))
         raise CollectorsError(source, problems) from None
     names = [item.name for item in spec.sources]
     repeated = sorted({name for name in names if names.count(name) > 1})

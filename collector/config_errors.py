@@ -3,15 +3,18 @@
 Every configuration gigawatt reads (site, grid, collectors, inventory) is validated once and
 reports every problem together, each with its dotted path and its line, so an operator can
 go straight to it. This module holds the one problem type, the one error type each
-configuration subclasses, and the YAML line lookup.
+configuration subclasses, and what every loader does before its own checks: read the file,
+parse its YAML, and place each problem pydantic finds on its line.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,47 @@ def read_config(path: Path, error: type[ConfigError]) -> str:
     except OSError as failure:
         problem = ConfigProblem("(file)", f"cannot read: {failure.strerror}")
         raise error(str(path), [problem]) from None
+
+
+def yaml_document(text: str, source: str, error: type[ConfigError]) -> Any:
+    """A configuration's YAML, parsed; text that is not YAML is ``error``, with its line."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as failure:
+        mark = getattr(failure, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = ConfigProblem("(file)", f"not valid YAML: {failure}", line)
+        raise error(source, [problem]) from None
+
+
+def yaml_mapping(
+    text: str, source: str, error: type[ConfigError], *, empty_is_defaults: bool = False
+) -> dict[str, Any]:
+    """A configuration's top-level YAML mapping; anything else is ``error``.
+
+    ``empty_is_defaults``: an empty document is an empty mapping (every setting's default).
+    """
+    data = yaml_document(text, source, error)
+    if data is None and empty_is_defaults:
+        return {}
+    if not isinstance(data, dict):
+        raise error(source, [ConfigProblem("(file)", "the top level must be a mapping", 1)])
+    return data
+
+
+def located(
+    lines: dict[tuple[str | int, ...], int], path: tuple[str | int, ...], message: str
+) -> ConfigProblem:
+    """A problem at a path of the document (``(file)`` for the whole), on its nearest line."""
+    location = ".".join(str(part) for part in path) or "(file)"
+    return ConfigProblem(location, message, nearest_line(lines, path))
+
+
+def validation_problems(
+    error: ValidationError, lines: dict[tuple[str | int, ...], int]
+) -> list[ConfigProblem]:
+    """Every problem pydantic found, each at its path and line."""
+    return [located(lines, tuple(detail["loc"]), detail["msg"]) for detail in error.errors()]
 
 
 def line_index(text: str) -> dict[tuple[str | int, ...], int]:

@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from collector import schemas
+from collector.site.model import feed_power_watts
 from collector.site.topology import Topology
 
 
@@ -83,9 +84,9 @@ def _bounds(topology: Topology, kind: str, limits: ValidationLimits) -> Mapping[
     if kind == "feed":
         nominal = _entity(topology, kind, "voltage_volts")
         breaker = _entity(topology, kind, "breaker_amps")
-        phase_factor = pl.when(_entity(topology, kind, "phases") == 3).then(3**0.5).otherwise(1.0)
+        phases = _entity(topology, kind, "phases")
         return {
-            "power_watts": _Bounds(None, phase_factor * nominal * breaker * overload),
+            "power_watts": _Bounds(None, feed_power_watts(nominal, breaker, phases, overload)),
             "current_amps": _Bounds(None, breaker * overload),
             "voltage_volts": _Bounds(nominal * 0.5, nominal * 1.5),
             "meter_energy_joules": _Bounds(None, None),

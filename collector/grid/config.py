@@ -13,17 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from collector.config_errors import (
     ConfigError,
     ConfigProblem,
     line_index,
-    nearest_line,
+    located,
     read_config,
+    validation_problems,
+    yaml_mapping,
 )
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -212,34 +213,13 @@ def _cross_field_problems(config: GridConfig) -> Iterable[tuple[tuple[str | int,
 def parse_grid_config(text: str, source: str = "<grid config>") -> GridConfig:
     """Parse and validate a grid configuration's YAML; raise GridConfigError listing every
     problem. An empty document gives the defaults."""
-    try:
-        data: Any = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise GridConfigError(
-            source, [GridConfigProblem("(file)", f"not valid YAML: {error}", line)]
-        ) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise GridConfigError(
-            source, [GridConfigProblem("(file)", "the top level must be a mapping", 1)]
-        )
+    data = yaml_mapping(text, source, GridConfigError, empty_is_defaults=True)
     lines = line_index(text)
     try:
         config = GridConfig.model_validate(data)
     except ValidationError as error:
-        problems = []
-        for detail in error.errors():
-            path = tuple(detail["loc"])
-            location = ".".join(str(part) for part in path) or "(file)"
-            problems.append(GridConfigProblem(location, detail["msg"], nearest_line(lines, path)))
-        raise GridConfigError(source, problems) from None
-    cross = [
-        GridConfigProblem(".".join(str(p) for p in path), message, nearest_line(lines, path))
-        for path, message in _cross_field_problems(config)
-    ]
+        raise GridConfigError(source, validation_problems(error, lines)) from None
+    cross = [located(lines, path, message) for path, message in _cross_field_problems(config)]
     if cross:
         raise GridConfigError(source, cross)
     return config

@@ -13,17 +13,19 @@ import math
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, overload
 
-import yaml
+import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from collector.config_errors import (
     ConfigError,
     ConfigProblem,
     line_index,
-    nearest_line,
+    located,
     read_config,
+    validation_problems,
+    yaml_mapping,
 )
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -52,6 +54,34 @@ class NodeType(_Frozen):
     host_max_watts: PositiveFloat
 
 
+@overload
+def feed_power_watts(
+    voltage_volts: float, breaker_amps: float, phases: int, ratio: float
+) -> float: ...
+
+
+@overload
+def feed_power_watts(
+    voltage_volts: pl.Expr, breaker_amps: pl.Expr, phases: pl.Expr, ratio: float
+) -> pl.Expr: ...
+
+
+def feed_power_watts(
+    voltage_volts: float | pl.Expr,
+    breaker_amps: float | pl.Expr,
+    phases: int | pl.Expr,
+    ratio: float,
+) -> float | pl.Expr:
+    """A feed's power at ``ratio`` of its breaker's rating: sqrt(3)·V·I·ratio for three-phase
+    (V line-to-line), V·I·ratio for single-phase. Of one feed's numbers, or of Polars
+    expressions with one value per feed."""
+    if isinstance(phases, pl.Expr):
+        phase_factor: float | pl.Expr = pl.when(phases == 3).then(math.sqrt(3)).otherwise(1.0)
+    else:
+        phase_factor = math.sqrt(3) if phases == 3 else 1.0
+    return phase_factor * voltage_volts * breaker_amps * ratio
+
+
 class PduSpec(_Frozen):
     feed: str = Field(min_length=1)
     voltage_volts: PositiveFloat
@@ -63,9 +93,10 @@ class PduSpec(_Frozen):
 
     @property
     def capacity_watts(self) -> float:
-        """Usable continuous power: sqrt(3)·V·I·k for three-phase (line-to-line V), V·I·k else."""
-        phase_factor = math.sqrt(3) if self.phases == 3 else 1.0
-        return phase_factor * self.voltage_volts * self.breaker_amps * self.continuous_load_ratio
+        """Usable continuous power: the feed's power at its continuous load ratio k."""
+        return feed_power_watts(
+            self.voltage_volts, self.breaker_amps, self.phases, self.continuous_load_ratio
+        )
 
 
 class RackType(_Frozen):
@@ -203,25 +234,13 @@ def _cross_reference_problems(site: Site) -> Iterable[tuple[tuple[str | int, ...
 
 def parse_site(text: str, source: str = "<site>") -> Site:
     """Parse and validate a site file's text; raise SiteError listing every problem."""
-    try:
-        data: Any = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise SiteError(source, [SiteProblem("(file)", f"not valid YAML: {error}", line)]) from None
-    if not isinstance(data, dict):
-        raise SiteError(source, [SiteProblem("(file)", "the top level must be a mapping", 1)])
+    data = yaml_mapping(text, source, SiteError)
     lines = line_index(text)
-
-    def located(path: tuple[str | int, ...], message: str) -> SiteProblem:
-        location = ".".join(str(part) for part in path) or "(file)"
-        return SiteProblem(location, message, nearest_line(lines, path))
-
     try:
         site = Site.model_validate(data)
         problems: list[SiteProblem] = []
     except ValidationError as error:
-        problems = [located(tuple(d["loc"]), d["msg"]) for d in error.errors()]
+        problems = validation_problems(error, lines)
         # Check references among the templates that are valid on their own, so one run
         # lists every problem; templates that failed are already reported.
         site = _valid_parts(data)
@@ -230,7 +249,7 @@ def parse_site(text: str, source: str = "<site>") -> Site:
         for section in ("accelerator_types", "node_types", "rack_types", "building_types")
     }
     problems += [
-        located(path, message)
+        located(lines, path, message)
         for path, message in _cross_reference_problems(site)
         if not _refers_to_invalid_template(message, declared)
     ]

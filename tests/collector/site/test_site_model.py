@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from collector.site.model import (
@@ -14,6 +15,7 @@ from collector.site.model import (
     RackType,
     SiteError,
     SiteProblem,
+    feed_power_watts,
     load_preset,
     load_site,
     parse_site,
@@ -192,6 +194,21 @@ def test_single_phase_pdu_capacity_is_volts_amps_continuous_ratio() -> None:
 def test_breaker_listed_for_full_load_uses_its_whole_rating() -> None:
     pdu = PduSpec(feed="A", voltage_volts=230, phases=1, breaker_amps=32, continuous_load_ratio=1.0)
     assert pdu.capacity_watts == pytest.approx(230 * 32)
+
+
+def test_feed_power_of_a_frame_of_feeds_equals_each_feed_alone() -> None:
+    feeds = pl.DataFrame(
+        {"voltage_volts": [415.0, 230.0], "breaker_amps": [60.0, 32.0], "phases": [3, 1]}
+    )
+    per_feed = [
+        feed_power_watts(row["voltage_volts"], row["breaker_amps"], row["phases"], 1.5)
+        for row in feeds.iter_rows(named=True)
+    ]
+    columns = feed_power_watts(
+        pl.col("voltage_volts"), pl.col("breaker_amps"), pl.col("phases"), 1.5
+    )
+    assert feeds.select(columns).to_series().to_list() == per_feed
+    assert per_feed == pytest.approx([math.sqrt(3) * 415 * 60 * 1.5, 230 * 32 * 1.5])
 
 
 def _rack(*pdus: PduSpec, capacity_watts: float | None = None) -> RackType:
