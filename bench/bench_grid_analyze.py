@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from collector.grid.analysis import analyze  # noqa: E402
 from collector.grid.config import GridConfig  # noqa: E402
-from exporters.grid_cli import PowerUnit, analysis_document, load_power_series  # noqa: E402
+from exporters.cli.grid import PowerUnit, analysis_document, load_power_series  # noqa: E402
 
 
 def campus_day(hours: float, rate_hz: float, seed: int) -> pl.DataFrame:

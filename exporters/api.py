@@ -1,7 +1,10 @@
 """The HTTP service: /metrics, health, readiness and a small JSON API, built by a factory.
 
-``create_app(settings)`` builds everything in its lifespan (site, topology, sources, the cycle
-runner), so importing this module starts nothing; tests hand in a runner of their own.
+``create_app(settings, runner)`` serves a cycle runner built elsewhere (by the composition
+root, exporters.composition); this module is HTTP only and importing it starts nothing. With
+``run_cycles`` the app runs the runner: it starts its cycle thread when the app starts and
+stops it and closes its sources when the app stops. Without, the caller drives the runner
+(a test calls ``run_once`` with a clock of its own) and keeps its sources.
 """
 
 from __future__ import annotations
@@ -9,78 +12,21 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import polars as pl
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
 
-from collector.collectors import build_sources
-from collector.grid.config import GridConfig, load_grid_config
-from collector.pipeline import Pipeline, PipelineConfig, Snapshot
-from collector.site.model import load_preset, load_site
-from collector.site.topology import Topology, build_topology
-from collector.sources.base import Source
-from collector.sources.simulated import SimulatedSource, SimulationConfig
-from exporters.exposition import CONTENT_TYPE, Renderer
+from collector.pipeline import Snapshot
+from collector.site.topology import Topology
+from exporters.exposition import CONTENT_TYPE
 from exporters.service import CycleRunner, Published, close_sources
 
+if TYPE_CHECKING:
+    from exporters.composition import ServiceSettings
+
 VERSION = "0.1.0"
-
-
-class ServiceSettings(BaseModel):
-    """What ``gigawatt serve`` is told; validated once."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    preset: Literal["campus", "demo"] | None = "campus"
-    site_file: Path | None = None
-    host: str = "127.0.0.1"
-    port: int = Field(default=9640, ge=0, le=65535)
-    interval_seconds: float = Field(default=10.0, gt=0)
-    seed: int = Field(default=0, ge=0)
-    expose: Literal["site", "building", "hall", "row", "rack", "node", "accelerator"] = "rack"
-    workload: Literal["jobs", "steady"] = "jobs"
-    # Grid thresholds, bands and windows (YAML, see collector/grid/config.py); defaults else.
-    grid_config: Path | None = None
-    # Real sources and their inventory (YAML, see collector/collectors.py); else the simulator.
-    collectors: Path | None = None
-    # Data older than this many intervals is stale: /readyz says so.
-    stale_after_intervals: float = Field(default=3.0, gt=1)
-    top_k_anomalies: int = Field(default=20, ge=0, le=1000)
-
-
-def build_runner(settings: ServiceSettings, clock: Callable[[], float] = time.time) -> CycleRunner:
-    site = (
-        load_site(settings.site_file)
-        if settings.site_file
-        else load_preset(settings.preset or "campus")
-    )
-    topology = build_topology(site)
-    sources: list[Source] = (
-        build_sources(settings.collectors, topology)
-        if settings.collectors
-        else [
-            SimulatedSource(
-                topology, SimulationConfig(seed=settings.seed, workload=settings.workload)
-            )
-        ]
-    )
-    grid = load_grid_config(settings.grid_config) if settings.grid_config else GridConfig()
-    pipeline = Pipeline(
-        topology,
-        sources,
-        clock=clock,
-        config=PipelineConfig(
-            grid=grid,
-            top_k_anomalies=settings.top_k_anomalies,
-            max_energy_gap_seconds=max(60.0, 3 * settings.interval_seconds),
-        ),
-    )
-    renderer = Renderer(topology, settings.expose, version=VERSION)
-    return CycleRunner(pipeline, renderer, settings.interval_seconds)
 
 
 def _runner(request: Request) -> CycleRunner:
@@ -161,21 +107,24 @@ def _level_view(snapshot: Snapshot, topology: Topology, level: str) -> pl.DataFr
 
 def create_app(
     settings: ServiceSettings,
-    runner: CycleRunner | None = None,
+    runner: CycleRunner,
     clock: Callable[[], float] = time.time,
+    *,
+    run_cycles: bool = False,
 ) -> FastAPI:
+    """The app serving ``runner``'s latest cycle; ``settings`` says when data is stale."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        active = runner or build_runner(settings, clock)
-        app.state.runner = active
-        if runner is None:
-            active.start()
+        app.state.runner = runner
+        if run_cycles:
+            runner.start()
         try:
             yield
         finally:
-            if runner is None:
-                active.stop()
-                close_sources(active.pipeline.sources)  # the cycle thread is done with them
+            if run_cycles:
+                runner.stop()
+                close_sources(runner.pipeline.sources)  # the cycle thread is done with them
 
     app = FastAPI(
         title="gigawatt",
@@ -198,8 +147,8 @@ def create_app(
 
     @app.get("/healthz", summary="Liveness: the process and its cycle thread are running")
     def healthz(active: RunnerDep) -> JSONResponse:
-        # A runner handed in by a test is driven by hand and has no thread to watch.
-        alive = active.alive or runner is not None
+        # A runner the caller drives by hand has no thread to watch.
+        alive = active.alive or not run_cycles
         return JSONResponse(
             {"status": "ok" if alive else "cycle thread stopped"}, status_code=200 if alive else 500
         )

@@ -116,6 +116,9 @@ class SourceKind(Generic[SpecT]):
     build: Callable[[SpecT, BuildContext], Source]
     probe: ProbeKind | None = None  # None: not something ``gigawatt probe`` reads
 
+    def __post_init__(self) -> None:
+        kind_name(self.spec)  # a spec that names no kind is refused where it is declared
+
     @property
     def name(self) -> str:
         """The one value of the spec's ``kind`` Literal."""

@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 from collector.site.model import Site, load_preset
 from collector.sources.base import SampleBatch
 from collector.sources.simulated import SimulatedSource
-from exporters.api import ServiceSettings, build_runner, create_app
+from exporters.api import create_app
+from exporters.composition import ServiceSettings, build_runner
 from exporters.exposition import CONTENT_TYPE
 from exporters.service import CycleRunner
 

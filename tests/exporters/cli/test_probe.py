@@ -25,7 +25,7 @@ from tests.collector.sources.test_scrape import (
     eight_gpu_payload,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 DCGM = Path("datadog-integrations-core-dcgm/dcgm/tests/fixtures/metrics.txt")
 PUBLIC_PDU = Path("dmtf-redfish-publications/public-pdu")
 EXCERPTS = Path("aws-neuron-sdk/neuron-monitor-user-guide-excerpts")

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 EPOCH = 1.76e9
 MW = 1e6
 RATE = 20.0

@@ -1,4 +1,4 @@
-"""The `gigawatt` command line, run as a real subprocess."""
+"""`gigawatt site validate|show`, run as a real subprocess."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from collector.site.model import Site, load_preset, preset_text
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def gigawatt(*args: str) -> subprocess.CompletedProcess[str]:
@@ -173,19 +173,3 @@ def test_show_reports_a_bad_site_file(tmp_path: Path) -> None:
     result = gigawatt("site", "show", "--site", str(bad))
     assert result.returncode != 0
     assert "rack_types.trn2-rack.nodes" in result.stderr
-
-
-def test_no_arguments_prints_help() -> None:
-    result = gigawatt()
-    assert "serve" in result.stdout + result.stderr
-    assert "Usage" in result.stdout + result.stderr
-
-
-def test_serve_refuses_a_bad_grid_config_listing_every_problem(tmp_path: Path) -> None:
-    config = tmp_path / "grid.yaml"
-    config.write_text("rating_watts: -5\nbands: []\n", encoding="utf-8")
-    result = gigawatt("serve", "--preset", "demo", "--grid-config", str(config))
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    assert "line 1: rating_watts" in result.stderr
-    assert "line 2: bands" in result.stderr

@@ -1,0 +1,5 @@
+"""``python -m exporters.cli``: the ``gigawatt`` command."""
+
+from exporters.cli import main
+
+main()

@@ -1,0 +1,119 @@
+"""The composition root: what ``gigawatt serve`` is told, and the one place the service is
+wired from it::
+
+    ServiceSettings -> site -> topology -> sources (the collectors file, else the simulator)
+                    -> pipeline (grid config, energy gap policy) -> renderer (tier)
+                    -> CycleRunner -> create_app (exporters.api: HTTP only)
+
+``build_runner`` builds everything once and starts nothing; every configuration problem (the
+site, the grid config, the collectors file and its inventory) is raised as its ConfigError
+before any source is built. ``build_app`` hands that runner to the HTTP app, which starts
+its cycle thread and closes its sources when it stops. The CLI and the tests use the same
+two functions, so a service is built the same way everywhere.
+
+Options that change what is run (which buildings this process serves, an incident scenario
+played on the simulator) plug in here: the topology in ``service_topology``, the sources in
+``service_sources``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+
+from collector.collectors import build_sources
+from collector.grid.config import GridConfig, load_grid_config
+from collector.pipeline import Pipeline, PipelineConfig
+from collector.site.model import Site, load_preset, load_site
+from collector.site.topology import Topology, build_topology
+from collector.sources.base import Source
+from collector.sources.simulated import SimulatedSource, SimulationConfig
+from exporters.api import VERSION, create_app
+from exporters.contract import DEFAULT_TIER, Tier
+from exporters.exposition import Renderer
+from exporters.service import CycleRunner, close_sources
+
+
+class ServiceSettings(BaseModel):
+    """What ``gigawatt serve`` is told; validated once, here."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preset: Literal["campus", "demo"] | None = "campus"
+    site_file: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=9640, ge=0, le=65535)
+    interval_seconds: float = Field(default=10.0, gt=0)
+    seed: int = Field(default=0, ge=0)
+    expose: Tier = DEFAULT_TIER  # the deepest tier exposed (exporters.contract)
+    workload: Literal["jobs", "steady"] = "jobs"
+    # Grid thresholds, bands and windows (YAML, see collector/grid/config.py); defaults else.
+    grid_config: Path | None = None
+    # Real sources and their inventory (YAML, see collector/collectors.py); else the simulator.
+    collectors: Path | None = None
+    # Data older than this many intervals is stale: /readyz says so.
+    stale_after_intervals: float = Field(default=3.0, gt=1)
+    top_k_anomalies: int = Field(default=20, ge=0, le=1000)
+
+
+def service_site(settings: ServiceSettings) -> Site:
+    return (
+        load_site(settings.site_file)
+        if settings.site_file
+        else load_preset(settings.preset or "campus")
+    )
+
+
+def service_topology(settings: ServiceSettings) -> Topology:
+    """The part of the site this service rolls up: all of it."""
+    return build_topology(service_site(settings))
+
+
+def service_sources(settings: ServiceSettings, topology: Topology) -> list[Source]:
+    """The sources the collectors file names, or the simulated campus without one."""
+    if settings.collectors:
+        return build_sources(settings.collectors, topology)
+    simulation = SimulationConfig(seed=settings.seed, workload=settings.workload)
+    return [SimulatedSource(topology, simulation)]
+
+
+def max_energy_gap_seconds(interval_seconds: float) -> float:
+    """The longest interval integrated into the energy counters: a few missed cycles are
+    bridged, a longer outage is a gap; never under a minute, the pipeline's own default."""
+    return max(60.0, 3 * interval_seconds)
+
+
+def build_runner(settings: ServiceSettings, clock: Callable[[], float] = time.time) -> CycleRunner:
+    """The service's cycle runner, built once and not started. Raises the ConfigError of the
+    first configuration file with problems; the sources come last, so a bad file leaves
+    nothing open."""
+    topology = service_topology(settings)
+    grid = load_grid_config(settings.grid_config) if settings.grid_config else GridConfig()
+    sources = service_sources(settings, topology)
+    try:
+        pipeline = Pipeline(
+            topology,
+            sources,
+            clock=clock,
+            config=PipelineConfig(
+                grid=grid,
+                top_k_anomalies=settings.top_k_anomalies,
+                max_energy_gap_seconds=max_energy_gap_seconds(settings.interval_seconds),
+            ),
+        )
+        renderer = Renderer(topology, settings.expose, version=VERSION)
+    except BaseException:
+        close_sources(sources)
+        raise
+    return CycleRunner(pipeline, renderer, settings.interval_seconds)
+
+
+def build_app(settings: ServiceSettings, clock: Callable[[], float] = time.time) -> FastAPI:
+    """The HTTP service around a runner built once: the app starts the runner's cycle thread
+    when it starts and closes its sources when it stops."""
+    return create_app(settings, build_runner(settings, clock), clock, run_cycles=True)

@@ -1,0 +1,40 @@
+"""`gigawatt` and `gigawatt serve`'s checks before it starts, run as a real subprocess (the
+running service: tests/exporters/test_server.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def gigawatt(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporters.cli", *args],
+        cwd=ROOT,
+        # Wide and plain, so typer's error panels do not wrap the messages looked for.
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_no_arguments_prints_help() -> None:
+    result = gigawatt()
+    assert "serve" in result.stdout + result.stderr
+    assert "Usage" in result.stdout + result.stderr
+
+
+def test_serve_refuses_a_bad_grid_config_listing_every_problem(tmp_path: Path) -> None:
+    config = tmp_path / "grid.yaml"
+    config.write_text("rating_watts: -5\nbands: []\n", encoding="utf-8")
+    result = gigawatt("serve", "--preset", "demo", "--grid-config", str(config))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "line 1: rating_watts" in result.stderr
+    assert "line 2: bands" in result.stderr
