@@ -15,6 +15,7 @@ import polars as pl
 from pydantic import Field
 
 from collector import schemas
+from collector.readings import readings_frame
 from collector.sources.base import Source
 from collector.sources.plugin import (
     BuildContext,
@@ -47,20 +48,15 @@ class MeterSpec(SourceSpec):
 
 def meter_readings(device: str, watts: float, target: str) -> pl.DataFrame:
     """One PDU power reading (READINGS)."""
-    return pl.DataFrame(
-        {
-            "source": [NAME],
-            "target": [target],
-            "host": [HOST],
-            "device": [device],
-            "device_kind": ["pdu"],
-            "metric": ["power_watts"],
-            "value": [watts],
-            "unit": ["watts"],
-            "estimated": [False],
-            "timestamp_seconds": [None],
-        },
-        schema=dict(schemas.READINGS),
+    return readings_frame(
+        source=NAME,
+        target=target,
+        host=HOST,
+        device=[device],
+        device_kind="pdu",
+        metric="power_watts",
+        value=[watts],
+        unit="watts",
     )
 
 
