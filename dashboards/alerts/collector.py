@@ -1,0 +1,117 @@
+"""The collector itself: cycles overrunning, failing or stalled, a slow exposition, no
+gigawatt series at all, and the always-firing Watchdog that proves the pipeline delivers."""
+
+from __future__ import annotations
+
+from dashboards.alerts.common import num, percent
+from dashboards.promql import DURATION, NUMBER, PERCENT, Series
+from dashboards.ruleset import Alert, Group
+from exporters.contract.thresholds import Thresholds, format_duration
+
+
+def _cycles(series: Series, t: Thresholds) -> list[Alert]:
+    c = t.collector
+    busy_window = t.window(c.busy_window)
+    lookback = t.window(c.failures_lookback)
+    stalled = format_duration(c.stalled_after)
+    return [
+        Alert(
+            name="CollectorCycleOverrun",
+            severity="warning",
+            # Mean cycle time x cycles per second: the share of wall time spent in cycles.
+            # An overrunning cycle starts the next at once, so the share nears 1.
+            expr=(
+                f"avg_over_time({series('process', 'cycle_seconds')}[{busy_window}])\n"
+                f"* rate({series('process', 'cycles')}[{busy_window}])\n"
+                f"> {num(c.busy_ratio.value)}"
+            ),
+            for_seconds=c.busy_ratio.for_,
+            summary="The collector's cycles overrun their interval.",
+            description=(
+                f"The collector at {{{{ $labels.instance }}}} spent {PERCENT} of the last "
+                f"{busy_window} running cycles: they take as long as the interval or longer, "
+                "so readings arrive late and cycles are skipped."
+            ),
+            words=(
+                f"share of wall time spent in cycles over {busy_window} above "
+                f"{percent(c.busy_ratio.value)}"
+            ),
+            entity=("instance",),
+        ),
+        Alert(
+            name="CollectorCycleFailures",
+            severity="warning",
+            expr=f"increase({series('process', 'failures')}[{lookback}]) > 0",
+            for_seconds=0.0,
+            summary="Collector cycles fail; it serves the last good one.",
+            description=(
+                f"{NUMBER} cycle(s) of the collector at {{{{ $labels.instance }}}} failed "
+                f"within {lookback}; /metrics keeps serving the last good cycle."
+            ),
+            words=f"a failed cycle within {lookback}",
+            entity=("instance",),
+        ),
+        Alert(
+            name="CollectorStalled",
+            severity="critical",
+            expr=f"time() - {series('process', 'timestamp_seconds')} > {num(c.stalled_after)}",
+            for_seconds=0.0,
+            summary="The collector completed no cycle lately: every series it serves is old.",
+            description=(
+                f"The collector at {{{{ $labels.instance }}}} last completed a cycle "
+                f"{DURATION} ago (limit {stalled})."
+            ),
+            words=f"no completed cycle for more than {stalled}",
+            entity=("instance",),
+        ),
+        Alert(
+            name="CollectorExpositionSlow",
+            severity="warning",
+            expr=f"{series('process', 'render_seconds')} > {num(c.render_seconds.value)}",
+            for_seconds=c.render_seconds.for_,
+            summary="Rendering the exposition is slow; scrapes risk timing out.",
+            description=(
+                f"The collector at {{{{ $labels.instance }}}} took {NUMBER}s to render its "
+                f"exposition (limit {num(c.render_seconds.value)} s)."
+            ),
+            words=f"exposition render time above {num(c.render_seconds.value)} s",
+            entity=("instance",),
+        ),
+    ]
+
+
+def _presence(series: Series, t: Thresholds) -> list[Alert]:
+    return [
+        Alert(
+            name="CollectorAbsent",
+            severity="critical",
+            expr=f"absent({series('build', 'value')})",
+            for_seconds=t.collector.absent_for,
+            summary="Prometheus has no gigawatt series at all.",
+            description=(
+                "No gigawatt collector has been scraped for "
+                f"{t.for_duration(t.collector.absent_for)}: every other gigawatt alert is "
+                "blind."
+            ),
+            words="no gigawatt build series in Prometheus",
+        ),
+        Alert(
+            name="Watchdog",
+            severity="none",
+            expr="vector(1)",
+            for_seconds=0.0,
+            summary="Always firing: proves that alerts reach their receiver.",
+            description=(
+                "This alert always fires. If a receiver stops getting it, the path from "
+                "Prometheus through Alertmanager is broken."
+            ),
+            words="always",
+        ),
+    ]
+
+
+def group(t: Thresholds) -> Group:
+    series = Series(t)
+    return Group(
+        "gigawatt-collector", (*_cycles(series, t), *_presence(series, t)), topic="Collector"
+    )
