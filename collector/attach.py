@@ -149,11 +149,15 @@ def attach_nodes(readings: pl.DataFrame, inventory: Inventory) -> pl.DataFrame:
             else pl.col("value").filter(pl.col("device_kind") == kind).first().alias(column)
             for kind, column in NODE_POWER_KINDS.items()
         ),
-        (pl.col("device_kind") == "cpu_package").any().alias("has_cpu"),
+        # Every package of the node read: a sum missing a socket is no reading either.
+        (
+            (pl.col("device_kind") == "cpu_package").any()
+            & ~(pl.col("value").is_null() & (pl.col("device_kind") == "cpu_package")).any()
+        ).alias("has_cpu"),
     )
     nodes = (
         per_target.with_columns(
-            # a sum over no CPU package is no reading, not 0 W
+            # a sum over no CPU package (or over a silent one) is no reading, not 0 W
             pl.when(pl.col("has_cpu")).then(pl.col("cpu_power_watts")).alias("cpu_power_watts")
         )
         .group_by("node_index", maintain_order=True)

@@ -229,3 +229,25 @@ def test_the_first_target_that_reports_a_nodes_power_wins(demo: Topology) -> Non
     assert nodes.select("node_index", "power_watts", "cpu_power_watts").rows() == [
         (0, 3_480.0, 260.0)
     ]
+
+
+def test_a_cpu_package_without_a_value_makes_the_cpu_figure_missing_not_0(demo: Topology) -> None:
+    inventory = parse_inventory(
+        "host,device,entity\ngpu-1,*,B01-H1-R01-K01-N1\ngpu-2,*,B01-H1-R01-K01-N2\n", demo
+    )
+    nodes = attach_nodes(
+        power_readings(
+            [
+                ("http://gpu-1:9100", "gpu-1", "dcmi", "node", 3_500.0),
+                ("http://gpu-1:9100", "gpu-1", "intel-rapl:0", "cpu_package", None),
+                # one socket of two read: half the CPUs is not the CPUs' power
+                ("http://gpu-2:9100", "gpu-2", "intel-rapl:0", "cpu_package", 250.0),
+                ("http://gpu-2:9100", "gpu-2", "intel-rapl:1", "cpu_package", None),
+            ]
+        ),
+        inventory,
+    )
+    assert nodes.select("node_index", "power_watts", "cpu_power_watts").rows() == [
+        (0, 3_500.0, None),
+        (1, None, None),
+    ]
