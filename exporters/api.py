@@ -22,11 +22,10 @@ from collector.pipeline import Snapshot
 from collector.site.topology import Topology
 from exporters.exposition import CONTENT_TYPE
 from exporters.service import CycleRunner, Published, close_sources
+from exporters.version import VERSION
 
 if TYPE_CHECKING:
     from exporters.composition import ServiceSettings
-
-VERSION = "0.1.0"
 
 
 def _runner(request: Request) -> CycleRunner:

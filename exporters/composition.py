@@ -33,10 +33,11 @@ from collector.site.model import Site, load_preset, load_site
 from collector.site.topology import Topology, build_topology
 from collector.sources.base import Source
 from collector.sources.simulated import SimulatedSource, SimulationConfig
-from exporters.api import VERSION, create_app
+from exporters.api import create_app
 from exporters.contract import DEFAULT_TIER, Tier
 from exporters.exposition import Renderer
 from exporters.service import CycleRunner, close_sources
+from exporters.version import VERSION
 
 
 class ServiceSettings(BaseModel):

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.site.model import preset_text
-from exporters.api import VERSION
+from exporters.version import VERSION
 from exporters.exposition import CONTENT_TYPE
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,3 @@
+"""The version gigawatt reports (build info, the OpenAPI document)."""
+
+VERSION = "0.1.0"
