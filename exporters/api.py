@@ -170,6 +170,14 @@ def create_app(
             )
         return JSONResponse({"ready": True, "age_seconds": age, "cycles": latest.snapshot.cycles})
 
+    @app.get("/api/v1/scenario", summary="The incident scenario played: each event, its times")
+    def scenario(active: RunnerDep) -> dict[str, Any]:
+        """Every event of the scenario with its start and end (Unix seconds; end null: to the
+        end of the run) and whether it is under way now; no events without a scenario."""
+        if active.scenario is None:
+            return {"file": None, "events": []}
+        return active.scenario.status(clock())
+
     @app.get("/api/v1/site", summary="Site summary: power, capacity, contract, PUE, sources")
     def site(active: RunnerDep) -> dict[str, Any]:
         snapshot = _published(active).snapshot

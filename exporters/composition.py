@@ -12,7 +12,8 @@ its cycle thread and closes its sources when it stops. The CLI and the tests use
 two functions, so a service is built the same way everywhere.
 
 Options that change what is run (which buildings this process serves, an incident scenario
-played on the simulator) plug in here: the topology in ``service_topology``, the sources in
+played on the sources) plug in here: the topology in ``service_topology``, the scenario in
+``service_scenario`` (validated before any source is built), the sources in
 ``service_sources``.
 """
 
@@ -26,9 +27,11 @@ from typing import Literal
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
-from collector.collectors import build_sources
+from collector.collectors import CollectorsError, build_sources, parse_collectors
+from collector.config_errors import read_config
 from collector.grid.config import GridConfig, load_grid_config
 from collector.pipeline import Pipeline, PipelineConfig
+from collector.scenarios import ScenarioRun, load_scenario, play
 from collector.site.model import Site, load_preset, load_site
 from collector.site.topology import Topology, build_topology
 from collector.sources.base import Source
@@ -57,6 +60,8 @@ class ServiceSettings(BaseModel):
     grid_config: Path | None = None
     # Real sources and their inventory (YAML, see collector/collectors.py); else the simulator.
     collectors: Path | None = None
+    # Incidents played on the sources' reads (YAML, see collector/scenarios/config.py).
+    scenario: Path | None = None
     # Data older than this many intervals is stale: /readyz says so.
     stale_after_intervals: float = Field(default=3.0, gt=1)
     top_k_anomalies: int = Field(default=20, ge=0, le=1000)
@@ -75,12 +80,33 @@ def service_topology(settings: ServiceSettings) -> Topology:
     return build_topology(service_site(settings))
 
 
-def service_sources(settings: ServiceSettings, topology: Topology) -> list[Source]:
-    """The sources the collectors file names, or the simulated campus without one."""
+def service_scenario(
+    settings: ServiceSettings, topology: Topology, started_at: float
+) -> ScenarioRun | None:
+    """The incident scenario, if one is given, validated against the site and the names of
+    the sources it will play on (read from the collectors file, not built); its times count
+    from ``started_at``."""
+    if settings.scenario is None:
+        return None
     if settings.collectors:
-        return build_sources(settings.collectors, topology)
-    simulation = SimulationConfig(seed=settings.seed, workload=settings.workload)
-    return [SimulatedSource(topology, simulation)]
+        text = read_config(settings.collectors, CollectorsError)
+        names = [item.name for item in parse_collectors(text, str(settings.collectors)).sources]
+    else:
+        names = [SimulatedSource.name]
+    return ScenarioRun(load_scenario(settings.scenario, topology, names), started_at)
+
+
+def service_sources(
+    settings: ServiceSettings, topology: Topology, scenario: ScenarioRun | None = None
+) -> list[Source]:
+    """The sources the collectors file names, or the simulated campus without one; with a
+    scenario, each plays it on its reads."""
+    if settings.collectors:
+        sources = build_sources(settings.collectors, topology)
+    else:
+        simulation = SimulationConfig(seed=settings.seed, workload=settings.workload)
+        sources = [SimulatedSource(topology, simulation)]
+    return sources if scenario is None else play(sources, scenario, topology)
 
 
 def max_energy_gap_seconds(interval_seconds: float) -> float:
@@ -95,7 +121,8 @@ def build_runner(settings: ServiceSettings, clock: Callable[[], float] = time.ti
     nothing open."""
     topology = service_topology(settings)
     grid = load_grid_config(settings.grid_config) if settings.grid_config else GridConfig()
-    sources = service_sources(settings, topology)
+    scenario = service_scenario(settings, topology, clock())
+    sources = service_sources(settings, topology, scenario)
     try:
         pipeline = Pipeline(
             topology,
@@ -111,7 +138,7 @@ def build_runner(settings: ServiceSettings, clock: Callable[[], float] = time.ti
     except BaseException:
         close_sources(sources)
         raise
-    return CycleRunner(pipeline, renderer, settings.interval_seconds)
+    return CycleRunner(pipeline, renderer, settings.interval_seconds, scenario=scenario)
 
 
 def build_app(settings: ServiceSettings, clock: Callable[[], float] = time.time) -> FastAPI:

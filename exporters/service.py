@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from collector.pipeline import Pipeline, Snapshot
+from collector.scenarios import ScenarioRun
 from exporters.exposition import Rendered, Renderer
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,10 @@ class CycleRunner:
         renderer: Renderer,
         interval_seconds: float,
         monotonic: Callable[[], float] = time.monotonic,
+        scenario: ScenarioRun | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.scenario = scenario  # the incident scenario its sources play, if any
         self.renderer = renderer
         self.interval_seconds = interval_seconds
         self._monotonic = monotonic

@@ -52,6 +52,10 @@ def serve(
         Path | None,
         typer.Option(help="real sources and their inventory (YAML); without it, the simulator"),
     ] = None,
+    scenario: Annotated[
+        Path | None,
+        typer.Option(help="incident scenario played on the sources (YAML, see the README)"),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
     """Run the simulated campus and serve /metrics and the HTTP API."""
@@ -75,6 +79,7 @@ def serve(
         workload=workload,
         grid_config=grid_config,
         collectors=collectors,
+        scenario=scenario,
     )
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

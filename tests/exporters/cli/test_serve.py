@@ -38,3 +38,20 @@ def test_serve_refuses_a_bad_grid_config_listing_every_problem(tmp_path: Path) -
     assert "Traceback" not in result.stderr
     assert "line 1: rating_watts" in result.stderr
     assert "line 2: bands" in result.stderr
+
+
+def test_serve_refuses_a_bad_scenario_listing_every_problem(tmp_path: Path) -> None:
+    scenario = tmp_path / "incident.yaml"
+    scenario.write_text(
+        "events:\n"
+        "  - {kind: rack_overload, rack: B01-H9-R02-K05, watts: 33000, at: 20s}\n"
+        "  - {kind: feed_trip, rack: B01-H1-R03-K01, feed: C, at: soon}\n",
+        encoding="utf-8",
+    )
+    result = gigawatt("serve", "--preset", "demo", "--scenario", str(scenario))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"{scenario}: 3 problem(s)" in result.stderr
+    assert "line 2: events.0.rack: no rack 'B01-H9-R02-K05' in the site" in result.stderr
+    assert "line 3: events.1.at: 'soon' is not a duration" in result.stderr
+    assert "line 3: events.1.feed: rack 'B01-H1-R03-K01' has no feed 'C'" in result.stderr
