@@ -237,9 +237,7 @@ class Pipeline:
         health = self._accelerator_health
         health.observe(
             merged["accelerator"]["accelerator_index"].to_numpy(),
-            self._frame_or_empty(error_counts, schemas.ACCELERATOR_ERRORS).unique(
-                "accelerator_index", keep="first", maintain_order=True
-            ),
+            self._first_per_key(error_counts, schemas.ACCELERATOR_ERRORS, "accelerator_index"),
             now,
         )
 
@@ -372,14 +370,19 @@ class Pipeline:
         self._rejected[key] = self._rejected.get(key, 0) + count
 
     def _merge(self, kind: str, frames: list[pl.DataFrame]) -> pl.DataFrame:
+        return self._first_per_key(frames, schemas.SAMPLE_SCHEMAS[kind], schemas.SAMPLE_KEYS[kind])
+
+    @staticmethod
+    def _first_per_key(
+        frames: list[pl.DataFrame], schema: schemas.Schema, key: str
+    ) -> pl.DataFrame:
+        """One row per entity across sources, each validated already (no duplicates within
+        one): two sources for one entity, the first source listed wins."""
         if not frames:
-            return schemas.empty(schemas.SAMPLE_SCHEMAS[kind])
+            return schemas.empty(schema)
         if len(frames) == 1:
-            return frames[0]
-        # Two sources for one entity: the first source listed wins.
-        return pl.concat(frames).unique(
-            schemas.SAMPLE_KEYS[kind], keep="first", maintain_order=True
-        )
+            return frames[0]  # a 2 M-row hash only where two sources could overlap
+        return pl.concat(frames).unique(key, keep="first", maintain_order=True)
 
     def _advance_energy(self, merged: dict[str, pl.DataFrame], now: float) -> dict[str, np.ndarray]:
         column = {
