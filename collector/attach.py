@@ -34,6 +34,12 @@ ACCELERATOR_METRICS = (
     "utilization_ratio",
     "memory_used_bytes",
 )
+# Error counter column <- reading metrics, best first: the aggregate (lifetime) uncorrected
+# ECC count survives a driver reload, the volatile one does not (dcgm-exporter gives only it).
+ERROR_METRICS = {
+    "ecc_errors": ("ecc_uncorrected_aggregate_errors", "ecc_uncorrected_volatile_errors"),
+    "xid_errors": ("xid_events",),
+}
 # Reading metric -> feed sample column.
 FEED_METRICS = {
     "power_watts": "power_watts",
@@ -115,6 +121,31 @@ def attach(readings: pl.DataFrame, inventory: Inventory) -> tuple[pl.DataFrame, 
         "attached feed readings",
     ).sort("feed_index")
     return accelerators, feeds
+
+
+def attach_errors(readings: pl.DataFrame, inventory: Inventory) -> pl.DataFrame:
+    """ACCELERATOR_ERRORS from the error counters (ERROR_METRICS) of the accelerators the
+    inventory knows; a counter a device does not give is null. Unknown devices are left out:
+    their power readings already count them as ``unknown_entity``."""
+    wanted = [metric for metrics in ERROR_METRICS.values() for metric in metrics]
+    rows = readings.filter(
+        (pl.col("device_kind") == "accelerator") & pl.col("metric").is_in(wanted)
+    )
+    known = _resolve(rows, inventory.accelerators, "accelerator_index").filter(
+        pl.col("accelerator_index").is_not_null()
+    )
+    counters = known.group_by("accelerator_index", maintain_order=True).agg(
+        pl.col("timestamp_seconds").max(),
+        *(
+            pl.coalesce(
+                pl.col("value").filter(pl.col("metric") == metric).first() for metric in metrics
+            ).alias(column)
+            for column, metrics in ERROR_METRICS.items()
+        ),
+    )
+    return schemas.conform(
+        counters, schemas.ACCELERATOR_ERRORS, "attached accelerator error counters"
+    ).sort("accelerator_index")
 
 
 NODE_POWER_KINDS = {"node": "power_watts", "cpu_package": "cpu_power_watts"}

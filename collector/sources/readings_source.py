@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from collector import schemas
-from collector.attach import attach, attach_nodes
+from collector.attach import attach, attach_errors, attach_nodes
 from collector.counter_rates import CounterRates
 from collector.inventory import Inventory
 from collector.sources.base import SampleBatch
@@ -69,6 +69,7 @@ class ReadingsSource:
             feeds=feeds,
             targets=schemas.conform(result.targets, schemas.TARGET_HEALTH, f"{self.name} targets"),
             problems=problems,
+            accelerator_errors=attach_errors(readings, self.inventory),
         )
 
     def close(self) -> None:

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from collector import schemas
-from collector.attach import attach, attach_nodes
+from collector.attach import attach, attach_errors, attach_nodes
 from collector.inventory import parse_inventory
 from collector.site.model import load_preset
 from collector.site.topology import Topology, build_topology
@@ -251,3 +251,34 @@ def test_a_cpu_package_without_a_value_makes_the_cpu_figure_missing_not_0(demo: 
         (0, 3_500.0, None),
         (1, None, None),
     ]
+
+
+def test_error_counters_prefer_the_lifetime_ecc_count_and_skip_unknown_devices(
+    demo: Topology,
+) -> None:
+    inventory = parse_inventory(
+        "host,device,entity\n"
+        "node-1,GPU-aaa,B01-H1-R01-K01-N1-A03\n"
+        "node-1,GPU-bbb,B01-H1-R01-K01-N1-A04\n"
+        "node-1,GPU-ccc,B01-H1-R01-K01-N1-A05\n",
+        demo,
+    )
+    errors = attach_errors(
+        readings(
+            [
+                ("node-1", "GPU-aaa", "accelerator", "ecc_uncorrected_volatile_errors", 2.0),
+                ("node-1", "GPU-aaa", "accelerator", "ecc_uncorrected_aggregate_errors", 9.0),
+                ("node-1", "GPU-aaa", "accelerator", "ecc_corrected_aggregate_errors", 500.0),
+                ("node-1", "GPU-aaa", "accelerator", "xid_events", 1.0),
+                ("node-1", "GPU-bbb", "accelerator", "ecc_uncorrected_volatile_errors", 4.0),
+                ("node-1", "GPU-ccc", "accelerator", "power_watts", 300.0),  # no counters
+                ("node-1", "GPU-zzz", "accelerator", "xid_events", 3.0),  # not listed
+            ]
+        ),
+        inventory,
+    )
+    assert errors.select("accelerator_index", "ecc_errors", "xid_errors").rows() == [
+        (3, 9.0, 1.0),
+        (4, 4.0, None),  # no XID count from it: missing, never 0
+    ]
+    assert errors.schema == pl.Schema(schemas.ACCELERATOR_ERRORS)
