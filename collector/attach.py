@@ -5,6 +5,8 @@ Pure: readings and an inventory in, sample frames out, ready for validation.
 * Accelerator readings (device_kind ``accelerator``: GPUs through NVML or dcgm-exporter,
   Neuron devices) become ACCELERATOR_SAMPLES rows: power, temperature, utilization and memory
   used, each null where the device did not report it (not measured, never 0).
+* Accelerators' error counters (``attach_errors``: uncorrected ECC, the lifetime count when
+  the device gives one, and XID events) become ACCELERATOR_ERRORS rows.
 * Readings of a device the inventory maps to a rack PDU feed become FEED_SAMPLES rows:
   power, current, voltage and the PDU's own energy meter.
 
