@@ -447,6 +447,7 @@ def heatmap_panel(
     panel = (
         heatmap.Panel()
         .with_target(target)
+        .unit(unit)
         .calculate(False)
         .rows_frame(heatmap.RowsHeatmapOptions().layout(common.HeatmapCellLayout.UNKNOWN))
         .color(colors)
@@ -537,7 +538,7 @@ def state_timeline_panel(
     mappings: dict[str, tuple[str, Color]],
 ) -> statetimeline.Panel:
     """Which state each series was in over time; ``mappings`` turn values into words and
-    colours (0 -> "idle", green)."""
+    colours (0 -> "idle", green). The values are states, not quantities: unit "none"."""
     value_maps = model.ValueMap(
         options={
             value: model.ValueMappingResult(text=text, color=color)
@@ -547,6 +548,7 @@ def state_timeline_panel(
     panel = (
         statetimeline.Panel()
         .with_target(target)
+        .unit(units.NoUnit)
         .mappings([value_maps])
         .show_value(common.VisibilityMode.NEVER)
         .merge_values(True)
@@ -620,8 +622,8 @@ def skeleton(
     uid: str, title: str, description: str, *alert_scope: str
 ) -> dashboard_builder.Dashboard:
     """A dashboard in house style: tagged, refreshed every 30 s over the last 6 hours, the
-    menu of the other gigawatt dashboards, and firing alerts (in ``alert_scope``) marked on
-    its time series."""
+    menu of the other gigawatt dashboards, and firing warning and critical alerts (in
+    ``alert_scope``) marked on its time series."""
     return (
         dashboard_builder.Dashboard(title)
         .uid(uid)
@@ -633,7 +635,7 @@ def skeleton(
         .time("now-6h", "now")
         .timezone("browser")
         .link(dashboards_menu())
-        .annotation(firing_alerts_annotation(firing_alerts(*alert_scope)))
+        .annotation(firing_alerts_annotation(firing_alerts(*alert_scope, paging=True)))
     )
 
 

@@ -192,9 +192,9 @@ def build(config: BoardConfig) -> model.Dashboard:
     grid.add(
         table_panel(
             "Firing alerts",
-            "Every alert firing now, with the labels that name its entity; empty while "
-            "nothing fires. Click a building for its drill-down.",
-            [table_query(firing_alerts())],
+            "Every warning and critical alert firing now, with the labels that name its "
+            "entity; empty while none fires. Click a row for its building's drill-down.",
+            [table_query(firing_alerts(paging=True))],
             [
                 Column("alertname", "Alert"),
                 Column("severity", "Severity"),
