@@ -44,21 +44,26 @@ def _published(runner: CycleRunner) -> Published:
 
 
 def accepts_gzip(header: str) -> bool:
-    """Whether an Accept-Encoding header allows gzip (``gzip;q=0`` refuses it)."""
+    """Whether an Accept-Encoding header allows gzip: named with a quality above 0, or covered
+    by ``*`` with one when gzip is not named (``gzip;q=0`` refuses it, whatever ``*`` says)."""
+    wildcard: float | None = None
     for part in header.split(","):
-        name, _, params = part.strip().partition(";")
-        if name.strip().lower() not in ("gzip", "*"):
+        name, _, params = part.partition(";")
+        coding = name.strip().lower()
+        if coding not in ("gzip", "x-gzip", "*"):
             continue
         quality = 1.0
         for param in params.split(";"):
-            key, _, value = param.strip().partition("=")
+            key, _, value = param.partition("=")
             if key.strip().lower() == "q":
                 try:
                     quality = float(value)
                 except ValueError:
-                    quality = 0.0
-        return quality > 0
-    return False
+                    quality = 0.0  # an unreadable quality allows nothing
+        if coding != "*":
+            return quality > 0
+        wildcard = quality
+    return wildcard is not None and wildcard > 0
 
 
 def _json_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
@@ -135,14 +140,22 @@ def create_app(
     def topology_of(active: CycleRunner) -> Topology:
         return active.pipeline.topology
 
+    # Both bodies are bytes made by the cycle thread before it published them: a scrape costs
+    # a reference lookup and a header check, whatever the body's size. The handler is async
+    # and reads the runner without a dependency, so it runs on the event loop without a
+    # thread-pool hop.
     @app.get("/metrics", response_class=Response, summary="Prometheus exposition (text 0.0.4)")
-    def metrics(request: Request, active: RunnerDep) -> Response:
-        published = _published(active)
-        if "gzip" in request.headers.get("accept-encoding", ""):
+    async def metrics(request: Request) -> Response:
+        published = _published(request.app.state.runner)
+        if accepts_gzip(request.headers.get("accept-encoding", "")):
             return Response(
-                published.gzipped(), media_type=CONTENT_TYPE, headers={"Content-Encoding": "gzip"}
+                published.gzipped,
+                media_type=CONTENT_TYPE,
+                headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"},
             )
-        return Response(published.rendered.body, media_type=CONTENT_TYPE)
+        return Response(
+            published.rendered.body, media_type=CONTENT_TYPE, headers={"Vary": "Accept-Encoding"}
+        )
 
     @app.get("/healthz", summary="Liveness: the process and its cycle thread are running")
     def healthz(active: RunnerDep) -> JSONResponse:

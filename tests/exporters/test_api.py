@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from collector.site.model import Site, load_preset
 from collector.sources.base import SampleBatch
 from collector.sources.simulated import SimulatedSource
-from exporters.api import create_app
+from exporters.api import accepts_gzip, create_app
 from exporters.composition import ServiceSettings, build_runner
 from exporters.exposition import CONTENT_TYPE
 from exporters.service import CycleRunner
@@ -203,6 +203,49 @@ def test_metrics_gzip(service: Service) -> None:
         "GET", "/metrics", headers={"Accept-Encoding": "gzip, deflate"}
     ) as again:
         assert b"".join(again.iter_raw()) == raw
+
+
+@pytest.mark.parametrize(
+    ("header", "gzipped"),
+    [
+        ("gzip", True),
+        ("gzip, deflate, br", True),
+        ("deflate, GZIP;q=0.5", True),
+        ("*", True),
+        ("x-gzip", True),
+        ("gzip;q=0", False),
+        ("gzip; q=0.0, deflate", False),
+        ("*;q=1, gzip;q=0", False),
+        ("gzip;q=0, *", False),
+        ("*;q=0", False),
+        ("identity", False),
+        ("deflate", False),
+        ("", False),
+        ("gzip;q=bogus", False),
+    ],
+)
+def test_accepts_gzip(header: str, gzipped: bool) -> None:
+    assert accepts_gzip(header) is gzipped
+
+
+def test_metrics_refused_gzip_gets_the_plain_body(service: Service) -> None:
+    latest = service.runner.latest
+    assert latest is not None
+    with service.client.stream(
+        "GET", "/metrics", headers={"Accept-Encoding": "gzip;q=0, identity"}
+    ) as response:
+        raw = b"".join(response.iter_raw())
+        assert response.status_code == 200
+        assert "content-encoding" not in response.headers
+    assert raw == latest.rendered.body
+
+
+def test_metrics_gzip_is_the_body_the_cycle_published(service: Service) -> None:
+    """Scrapes do not compress: the gzip bytes served are the ones the cycle made."""
+    latest = service.runner.latest
+    assert latest is not None
+    with service.client.stream("GET", "/metrics", headers={"Accept-Encoding": "gzip"}) as response:
+        assert b"".join(response.iter_raw()) == latest.gzipped
 
 
 # --- JSON API --------------------------------------------------------------------------------

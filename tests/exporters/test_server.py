@@ -6,7 +6,9 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,8 +19,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from collector.site.model import preset_text
-from exporters.version import VERSION
 from exporters.exposition import CONTENT_TYPE
+from exporters.version import VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -179,6 +181,89 @@ def test_gzip_scrape(server: Server) -> None:
     assert response.status_code == 200
     assert response.headers["content-encoding"] == "gzip"
     assert "# TYPE gigawatt_site_it_power_watts gauge" in response.text
+
+
+# Ten scrapers at once, as a test of serving: four ask for gzip, four for plain text and two
+# refuse gzip by quality. The server cycles every 0.3 s on the demo preset meanwhile.
+SCRAPERS = {"gzip": 4, "identity": 4, "gzip;q=0, identity": 2}
+CONCURRENT_CYCLES = 5  # distinct cycles every scraper must see before the test stops
+CONCURRENT_DEADLINE_SECONDS = 90.0
+
+
+@dataclass
+class Scrape:
+    encoding: str | None  # the Content-Encoding the server answered with
+    body: bytes  # the exposition, decoded from gzip when it came gzipped
+    cycles: float
+
+
+def _one_gzip_member(raw: bytes) -> bytes:
+    decoder = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    body = decoder.decompress(raw) + decoder.flush()
+    assert decoder.eof and decoder.unused_data == b"", "not exactly one whole gzip member"
+    return body
+
+
+def _scrape(client: httpx.Client, url: str, accept: str) -> Scrape:
+    # Raw bytes, so the test and not the client decides what the gzip stream holds.
+    with client.stream("GET", url, headers={"Accept-Encoding": accept}) as response:
+        raw = b"".join(response.iter_raw())
+        assert response.status_code == 200
+        assert response.headers["content-type"] == CONTENT_TYPE
+        assert int(response.headers["content-length"]) == len(raw)
+        encoding = response.headers.get("content-encoding")
+    body = _one_gzip_member(raw) if encoding == "gzip" else raw
+    found = samples(body.decode())  # parses the whole body: a cut one fails here
+    assert body.endswith(b"\n")
+    assert ("gigawatt_build_info", (("version", VERSION),)) in found  # the last family
+    return Scrape(encoding, body, found[("gigawatt_cycles_total", ())])
+
+
+def test_ten_concurrent_scrapers_get_whole_bodies_while_cycles_advance(tmp_path: Path) -> None:
+    """Every scrape is a whole exposition, gzip exactly when asked for, the gzip and plain
+    bodies of one cycle are the same text, and cycles keep being published under the load."""
+    with serving(tmp_path, "--preset", "demo", "--interval", "0.3") as up:
+        url = f"{up.url}/metrics"
+        results: dict[str, list[Scrape]] = {}
+        errors: list[BaseException] = []
+        start = threading.Barrier(sum(SCRAPERS.values()))
+        deadline = time.monotonic() + CONCURRENT_DEADLINE_SECONDS
+
+        def scraper(name: str, accept: str) -> None:
+            seen: list[Scrape] = []
+            results[name] = seen
+            try:
+                with httpx.Client(timeout=30) as client:
+                    start.wait()
+                    while len({scrape.cycles for scrape in seen}) < CONCURRENT_CYCLES:
+                        assert time.monotonic() < deadline, "cycles stopped advancing"
+                        seen.append(_scrape(client, url, accept))
+            except BaseException as error:
+                errors.append(error)
+                start.abort()
+
+        threads = [
+            threading.Thread(target=scraper, args=(f"{accept} #{number}", accept))
+            for accept, count in SCRAPERS.items()
+            for number in range(count)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
+
+    by_cycle: dict[float, bytes] = {}
+    for name, seen in results.items():
+        wanted = "gzip" if name.startswith("gzip #") else None
+        assert {scrape.encoding for scrape in seen} == {wanted}, name
+        cycles = [scrape.cycles for scrape in seen]
+        assert cycles == sorted(cycles), f"{name} saw an older cycle after a newer one"
+        for scrape in seen:
+            assert by_cycle.setdefault(scrape.cycles, scrape.body) == scrape.body, (
+                f"two bodies for cycle {scrape.cycles:.0f}"
+            )
 
 
 def test_health_and_api(server: Server) -> None:
