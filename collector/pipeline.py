@@ -72,7 +72,8 @@ def meter_ratings(topology: Topology) -> dict[str, float]:
     a building's share of it (by IT capacity), a lineup's own rating."""
     contract = topology.site.contract_watts
     buildings = topology.buildings
-    share = contract / float(buildings["capacity_watts"].sum())
+    # The whole site's capacity: a shard's buildings get the same share as unsharded.
+    share = contract / topology.site.it_capacity_watts()
     ratings = {"poi": contract}
     ratings.update(
         zip(

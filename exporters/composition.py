@@ -12,9 +12,10 @@ its cycle thread and closes its sources when it stops. The CLI and the tests use
 two functions, so a service is built the same way everywhere.
 
 Options that change what is run (which buildings this process serves, an incident scenario
-played on the sources) plug in here: the topology in ``service_topology``, the scenario in
-``service_scenario`` (validated before any source is built), the sources in
-``service_sources``.
+played on the sources) plug in here: the shard in ``service_shard`` (its topology in
+``service_topology``), the scenario in ``service_scenario`` (validated before any source is
+built), the sources in ``service_sources``. Sources and scenarios name entities of the whole
+site; a shard's sources hand the pipeline its buildings' part (collector.shard).
 """
 
 from __future__ import annotations
@@ -25,14 +26,15 @@ from pathlib import Path
 from typing import Literal
 
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from collector.collectors import CollectorsError, build_sources, parse_collectors
 from collector.config_errors import read_config
 from collector.grid.config import GridConfig, load_grid_config
 from collector.pipeline import Pipeline, PipelineConfig
 from collector.scenarios import ScenarioRun, load_scenario, play
-from collector.site.model import Site, load_preset, load_site
+from collector.shard import ShardPipeline, ShardPlan, ShardSource, ShardSpec
+from collector.site.model import Preset, Site, load_preset, load_site
 from collector.site.topology import Topology, build_topology
 from collector.sources.base import Source
 from collector.sources.simulated import SimulatedSource, SimulationConfig
@@ -48,7 +50,7 @@ class ServiceSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    preset: Literal["campus", "demo"] | None = "campus"
+    preset: Preset | None = "campus"
     site_file: Path | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=9640, ge=0, le=65535)
@@ -65,6 +67,13 @@ class ServiceSettings(BaseModel):
     # Data older than this many intervals is stale: /readyz says so.
     stale_after_intervals: float = Field(default=3.0, gt=1)
     top_k_anomalies: int = Field(default=20, ge=0, le=1000)
+    # This process's share of the buildings, "I/N" (collector/shard.py); the whole site else.
+    shard: ShardSpec | None = None
+
+    @field_validator("shard", mode="before")
+    @classmethod
+    def _parse_shard(cls, value: object) -> object:
+        return ShardSpec.parse(value) if isinstance(value, str) else value
 
 
 def service_site(settings: ServiceSettings) -> Site:
@@ -75,9 +84,14 @@ def service_site(settings: ServiceSettings) -> Site:
     )
 
 
-def service_topology(settings: ServiceSettings) -> Topology:
-    """The part of the site this service rolls up: all of it."""
-    return build_topology(service_site(settings))
+def service_shard(settings: ServiceSettings, site_topology: Topology) -> ShardPlan | None:
+    """This process's shard of the site, when it is told one."""
+    return None if settings.shard is None else ShardPlan.build(site_topology, settings.shard)
+
+
+def service_topology(site_topology: Topology, shard: ShardPlan | None) -> Topology:
+    """The part of the site this service rolls up: all of it, or its shard's buildings."""
+    return site_topology if shard is None else shard.topology
 
 
 def service_scenario(
@@ -97,16 +111,23 @@ def service_scenario(
 
 
 def service_sources(
-    settings: ServiceSettings, topology: Topology, scenario: ScenarioRun | None = None
+    settings: ServiceSettings,
+    topology: Topology,
+    scenario: ScenarioRun | None = None,
+    shard: ShardPlan | None = None,
 ) -> list[Source]:
-    """The sources the collectors file names, or the simulated campus without one; with a
-    scenario, each plays it on its reads."""
+    """The sources the collectors file names, or the simulated campus without one, on the
+    whole site's ``topology``; with a scenario, each plays it on its reads; with a shard, each
+    hands on the shard's part (the simulator runs the whole site, as the world it stands for
+    does, so every shard sees the same campus)."""
     if settings.collectors:
         sources = build_sources(settings.collectors, topology)
     else:
         simulation = SimulationConfig(seed=settings.seed, workload=settings.workload)
         sources = [SimulatedSource(topology, simulation)]
-    return sources if scenario is None else play(sources, scenario, topology)
+    if scenario is not None:
+        sources = play(sources, scenario, topology)
+    return sources if shard is None else [ShardSource(source, shard) for source in sources]
 
 
 def max_energy_gap_seconds(interval_seconds: float) -> float:
@@ -119,12 +140,14 @@ def build_runner(settings: ServiceSettings, clock: Callable[[], float] = time.ti
     """The service's cycle runner, built once and not started. Raises the ConfigError of the
     first configuration file with problems; the sources come last, so a bad file leaves
     nothing open."""
-    topology = service_topology(settings)
+    site_topology = build_topology(service_site(settings))
+    shard = service_shard(settings, site_topology)
+    topology = service_topology(site_topology, shard)
     grid = load_grid_config(settings.grid_config) if settings.grid_config else GridConfig()
-    scenario = service_scenario(settings, topology, clock())
-    sources = service_sources(settings, topology, scenario)
+    scenario = service_scenario(settings, site_topology, clock())
+    sources = service_sources(settings, site_topology, scenario, shard)
     try:
-        pipeline = Pipeline(
+        pipeline = (Pipeline if shard is None else ShardPipeline)(
             topology,
             sources,
             clock=clock,

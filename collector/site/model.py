@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, overload
+from typing import Annotated, Any, Literal, get_args, overload
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -32,7 +32,9 @@ PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 PositiveInt = Annotated[int, Field(gt=0)]
 Ratio = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 
-PRESETS = ("campus", "demo")
+# The site files shipped in collector/site/presets/.
+Preset = Literal["campus", "demo", "demo6"]
+PRESETS: tuple[Preset, ...] = get_args(Preset)
 
 
 class _Frozen(BaseModel):
@@ -167,6 +169,13 @@ class Site(_Frozen):
             for group in self.buildings
             for offset in range(group.count)
         ]
+
+    def it_capacity_watts(self) -> float:
+        """IT capacity of every building of the site, whichever of them a process rolls up."""
+        return math.fsum(
+            self.building_types[type_name].effective_it_capacity_watts
+            for _, type_name in self.building_names()
+        )
 
 
 SiteProblem = ConfigProblem

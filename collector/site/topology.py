@@ -12,6 +12,7 @@ rows and halls from their racks unless the site says otherwise, buildings from t
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -132,8 +133,12 @@ def _index(count: int) -> pl.Series:
     return pl.Series(np.arange(count, dtype=np.uint32))
 
 
-def build_topology(site: Site) -> Topology:
-    """Expand templates and counts into frames. Pure: the same site gives the same frames."""
+def build_topology(site: Site, only_buildings: Collection[str] | None = None) -> Topology:
+    """Expand templates and counts into frames. Pure: the same site gives the same frames.
+
+    ``only_buildings``: these alone (a shard's share, collector.shard); their entities keep the
+    site's order, and ``site`` stays the whole site (its contract, its other buildings).
+    """
     building_rows: list[tuple[str, float]] = []
     lineup_rows: list[tuple[int, str, float]] = []
     hall_rows: list[tuple[str, int, float | None]] = []
@@ -141,7 +146,12 @@ def build_topology(site: Site) -> Topology:
     # Racks are produced per row in bulk: (row index, rack type name, count).
     rack_blocks: list[tuple[int, int, int, str, int]] = []
 
-    for building_index, (building, type_name) in enumerate(site.building_names()):
+    named = [
+        (building, type_name)
+        for building, type_name in site.building_names()
+        if only_buildings is None or building in only_buildings
+    ]
+    for building_index, (building, type_name) in enumerate(named):
         building_type = site.building_types[type_name]
         building_rows.append((building, building_type.effective_it_capacity_watts))
         for lineup in building_type.lineups:

@@ -56,12 +56,20 @@ def serve(
         Path | None,
         typer.Option(help="incident scenario played on the sources (YAML, see the README)"),
     ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="serve shard I of N (e.g. 2/3): a fixed share of the buildings, the site "
+            "series as partials that the recording rules sum (docs/scaling.md)"
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
     """Run the simulated campus and serve /metrics and the HTTP API."""
     import uvicorn
 
     from collector.config_errors import ConfigError
+    from collector.shard import ShardError
     from exporters.composition import build_app
 
     if preset and site:
@@ -80,6 +88,7 @@ def serve(
         grid_config=grid_config,
         collectors=collectors,
         scenario=scenario,
+        shard=shard,
     )
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -89,6 +98,8 @@ def serve(
     except ConfigError as error:
         typer.echo(str(error), err=True)
         raise typer.Exit(2) from None
+    except ShardError as error:  # a shard the site cannot have (more shards than buildings)
+        raise typer.BadParameter(f"--shard: {error}") from None
     uvicorn.run(app, host=host, port=port, log_level=log_level.lower())
 
 
