@@ -45,3 +45,13 @@ def promtool() -> str:
         _missing("promtool not found on PATH (Debian: apt-get install prometheus)")
         raise AssertionError("unreachable")
     return path
+
+
+@pytest.fixture(scope="session")
+def amtool() -> str:
+    """Path to amtool (Debian package `prometheus-alertmanager`)."""
+    path = shutil.which("amtool")
+    if path is None:
+        _missing("amtool not found on PATH (Debian: apt-get install prometheus-alertmanager)")
+        raise AssertionError("unreachable")
+    return path
