@@ -5,12 +5,14 @@ gigawatt site       exporters/cli/site.py      check and describe site files
 gigawatt grid       exporters/cli/grid.py      grid analytics of a recorded series
 gigawatt probe      exporters/cli/probe.py     read one source once
 gigawatt generate   exporters/cli/generate.py  rewrite the generated files
+gigawatt dashboards exporters/cli/dashboards.py push the dashboards to a Grafana
 """
 
 from __future__ import annotations
 
 import typer
 
+from exporters.cli.dashboards import dashboards_app
 from exporters.cli.generate import generate
 from exporters.cli.grid import grid_app
 from exporters.cli.probe import probe
@@ -24,6 +26,7 @@ app = typer.Typer(
 )
 app.add_typer(site_app, name="site")
 app.add_typer(grid_app, name="grid")
+app.add_typer(dashboards_app, name="dashboards")
 app.command("probe")(probe)
 app.command("serve")(serve)
 app.command("generate")(generate)
