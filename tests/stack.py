@@ -150,8 +150,9 @@ def alertmanager(workdir: Path, config_text: str) -> Iterator[Process]:
 
 
 @contextmanager
-def victoria_metrics(workdir: Path) -> Iterator[Process]:
-    """A real single-node VictoriaMetrics (Debian: victoria-metrics) on loopback."""
+def victoria_metrics(workdir: Path, *flags: str) -> Iterator[Process]:
+    """A real single-node VictoriaMetrics (Debian: victoria-metrics) on loopback; ``flags``
+    are added to its command line."""
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     command = [
@@ -159,6 +160,7 @@ def victoria_metrics(workdir: Path) -> Iterator[Process]:
         f"-storageDataPath={workdir / 'data'}",
         f"-httpListenAddr={HOST}:{port}",
         "-loggerLevel=WARN",
+        *flags,
     ]
     with running(
         "victoria-metrics", command, f"http://{HOST}:{port}", "/health", workdir / "log"
