@@ -12,12 +12,14 @@ def generate(
     check: Annotated[bool, typer.Option(help="fail if a generated file is out of date")] = False,
     root: Annotated[Path, typer.Option(help="project root")] = Path("."),
 ) -> None:
-    """Write the generated files (docs/metrics.md, the dashboards) from the metric table."""
+    """Write the generated files (docs/metrics.md, the dashboards, the alert and recording
+    rules, docs/alerts.md) from the metric table and the thresholds."""
     from dashboards.boards import generated_files as dashboard_files
+    from dashboards.generate import generated_files as rule_files
     from exporters.docs import generated_files
 
     stale = []
-    for relative, content in {**generated_files(), **dashboard_files()}.items():
+    for relative, content in {**generated_files(), **dashboard_files(), **rule_files()}.items():
         path = root / relative
         current = path.read_text(encoding="utf-8") if path.exists() else None
         if current == content:
