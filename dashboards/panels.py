@@ -4,7 +4,8 @@ A dashboard module composes these: a power stat, a power time series, a ratio ga
 heatmap, a table, a bar gauge and a state timeline, each with the one datasource every panel
 uses, its unit taken from the metric table, and thresholds given as `Steps` (the alert
 thresholds, read from the rules' config by the dashboard modules). Series are named through
-the contract (`series(frame, column, ...)`), never spelled.
+the contract (``Series(selector)(frame, column, ...)``), never spelled, and laid out by
+``Grid`` at explicit positions.
 """
 
 from __future__ import annotations

@@ -68,9 +68,9 @@ def build(config: BoardConfig) -> model.Dashboard:
     grid.add(
         stat_panel(
             "Since the last cycle",
-            "Time since the collector last completed a cycle. The colour is the stalled "
-            "collector alert's limit.",
-            query(f"time() - {series('process', 'timestamp_seconds')}"),
+            "Time since the collector last completed a cycle (the slowest one, when several "
+            "shards collect). The colour is the stalled collector alert's limit.",
+            query(f"max(time() - {series('process', 'timestamp_seconds')})"),
             units.Seconds,
             rising(collector.stalled_after),
         ),
@@ -205,8 +205,8 @@ def build(config: BoardConfig) -> model.Dashboard:
             "its exposition took to render. The dashed line is the slow-exposition alert's "
             "limit.",
             [
-                query(cycle_seconds, "cycle"),
-                query(series("process", "render_seconds"), "render"),
+                query(cycle_seconds, "{{instance}} cycle"),
+                query(series("process", "render_seconds"), "{{instance}} render"),
             ],
             units.Seconds,
             rising(collector.render_seconds.value),
@@ -224,7 +224,7 @@ def build(config: BoardConfig) -> model.Dashboard:
                 query(
                     f"avg_over_time({cycle_seconds}[{busy_window}])\n"
                     f"* rate({series('process', 'cycles')}[{busy_window}])",
-                    "busy",
+                    "{{instance}}",
                 )
             ],
             units.PercentUnit,
@@ -237,7 +237,7 @@ def build(config: BoardConfig) -> model.Dashboard:
         timeseries_panel(
             "Exposed series",
             "Series in the last rendered exposition.",
-            [query(series("process", "series"), "series")],
+            [query(series("process", "series"), "{{instance}}")],
             units.Short,
         ),
         8,

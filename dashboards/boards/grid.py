@@ -229,7 +229,7 @@ def build(config: BoardConfig) -> model.Dashboard:
         timeseries_panel(
             "Analysis duration",
             "Time the last fast-path analysis of every meter took.",
-            [query(series("process", "grid_analysis_seconds"), "analysis")],
+            [query(series("process", "grid_analysis_seconds"), "{{instance}}")],
             units.Seconds,
         ),
         12,
