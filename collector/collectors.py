@@ -39,10 +39,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import ConfigDict, Field, ValidationError, create_model
 
 from collector.config_errors import (
     ConfigError,
+    ConfigModel,
     ConfigProblem,
     line_index,
     located,
@@ -56,7 +57,7 @@ from collector.sources.base import Source
 from collector.sources.plugin import BuildContext, SourceSpec
 
 
-class CollectorsFile(BaseModel):
+class CollectorsFile(ConfigModel):
     """The file as validated; each source is the spec of its kind (collector.sources.kinds)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

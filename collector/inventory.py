@@ -35,7 +35,13 @@ from pathlib import Path
 
 import polars as pl
 
-from collector.config_errors import ConfigError, ConfigProblem, read_config
+from collector.config_errors import (
+    MAX_INVENTORY_BYTES,
+    ConfigError,
+    ConfigProblem,
+    read_config,
+    shown,
+)
 from collector.site.topology import Topology
 
 
@@ -95,7 +101,12 @@ def resolve_accelerators(topology: Topology, names: pl.Series) -> pl.Series:
 
 def parse_inventory(text: str, topology: Topology, source: str = "<inventory>") -> Inventory:
     """Parse and resolve an inventory CSV; raise InventoryError listing every problem."""
-    rows = list(csv.reader(text.splitlines()))
+    reader = csv.reader(text.splitlines())
+    try:
+        rows = list(reader)
+    except csv.Error as failure:  # a field past csv's limit: a binary file, not an inventory
+        problem = _row_problem(reader.line_num, f"not CSV: {failure}")
+        raise InventoryError(source, [problem]) from None
     problems: list[ConfigProblem] = []
     if not rows or [cell.strip() for cell in rows[0]] != ["host", "device", "entity"]:
         raise InventoryError(source, [_row_problem(1, "the header must be host,device,entity")])
@@ -139,7 +150,7 @@ def parse_inventory(text: str, topology: Topology, source: str = "<inventory>") 
             what = kind
             if kind == "accelerator" and not re.search(r"-A\d+$", entity):
                 what = "accelerator or node"
-            problems.append(_row_problem(line, f"unknown {what} {entity!r} in this site"))
+            problems.append(_row_problem(line, f"unknown {what} {shown(entity)} in this site"))
     for line in nodes.filter(pl.col("device").eq("*") & pl.col("host").eq("")).get_column("line"):
         problems.append(_row_problem(line, "device '*' (the whole host) needs a host"))
     for table in (accelerators, feeds):
@@ -150,7 +161,25 @@ def parse_inventory(text: str, topology: Topology, source: str = "<inventory>") 
     )
     repeated = both.filter(pl.struct("host", "device").is_duplicated())
     for line, host, device in repeated.select("line", "host", "device").rows():
-        problems.append(_row_problem(line, f"device {device!r} of host {host!r} is listed twice"))
+        problems.append(
+            _row_problem(line, f"device {shown(device)} of host {shown(host)} is listed twice")
+        )
+    # Two devices read as one accelerator (or one PDU feed) would count its power twice.
+    for table, column, what in (
+        (accelerators, "accelerator_index", "accelerator"),
+        (feeds, "feed_index", "rack feed"),
+    ):
+        known = table.filter(pl.col(column).is_not_null())
+        first = known.group_by(column).agg(pl.col("line").min().alias("first_line"))
+        shared = known.join(first, on=column).filter(pl.col("line") != pl.col("first_line"))
+        for line, entity, first_line in shared.select("line", "entity", "first_line").rows():
+            problems.append(
+                _row_problem(
+                    line,
+                    f"{what} {shown(entity)} is already the entity of line {first_line}: "
+                    "one device per entity",
+                )
+            )
     if problems:
         raise InventoryError(source, sorted(problems, key=lambda problem: problem.line or 0))
     return Inventory(
@@ -161,4 +190,5 @@ def parse_inventory(text: str, topology: Topology, source: str = "<inventory>") 
 
 
 def load_inventory(path: Path, topology: Topology) -> Inventory:
-    return parse_inventory(read_config(path, InventoryError), topology, str(path))
+    text = read_config(path, InventoryError, max_bytes=MAX_INVENTORY_BYTES)
+    return parse_inventory(text, topology, str(path))

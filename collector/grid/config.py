@@ -15,10 +15,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from collector.config_errors import (
     ConfigError,
+    ConfigModel,
     ConfigProblem,
     line_index,
     located,
@@ -34,9 +35,14 @@ Ratio = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 # The site's contract at the point of interconnection (site-model.md section 1, [S]): the
 # rating that "% of rating" thresholds refer to.
 CAMPUS_RATING_WATTS = 2.25e9
+# Bounds on what a file may ask of the analysis: PMUs report at up to 120 frames/s and
+# point-on-wave recorders are out of scope; windows and levels longer than a day are typos.
+MAX_SAMPLE_RATE_HZ = 1000.0
+MAX_WINDOW_SECONDS = 86_400.0
+Seconds = Annotated[float, Field(gt=0, le=MAX_WINDOW_SECONDS)]
 
 
-class _Frozen(BaseModel):
+class _Frozen(ConfigModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -82,7 +88,7 @@ DEFAULT_BANDS: tuple[Band, ...] = (
 class RampLimit(_Frozen):
     """A ramp-rate window: the change of the window's mean level per second, and its limits."""
 
-    window_seconds: PositiveFloat
+    window_seconds: Seconds
     warn_watts_per_second: PositiveFloat | None = None
     critical_watts_per_second: PositiveFloat | None = None
 
@@ -105,11 +111,11 @@ class StepRule(_Frozen):
 
     # Step within 1 s, not commanded: delta P > 50 MW ([A], site-model.md section 3).
     threshold_watts: PositiveFloat = 50e6
-    within_seconds: PositiveFloat = 1.0
+    within_seconds: Seconds = 1.0
     # Levels before and after are fitted over this long ([A]). Longer than the longest
     # training iteration (10 s, site-model.md section 2) so a training square wave averages out
     # and is reported as an oscillation, not as a step every iteration.
-    level_seconds: PositiveFloat = 20.0
+    level_seconds: Seconds = 20.0
 
 
 class GridConfig(_Frozen):
@@ -120,7 +126,7 @@ class GridConfig(_Frozen):
     bands: tuple[Band, ...] = Field(default=DEFAULT_BANDS, min_length=1)
 
     # Sampling. None: analyse at the data's own rate (1 / median interval).
-    sample_rate_hz: PositiveFloat | None = None
+    sample_rate_hz: Annotated[float, Field(gt=0, le=MAX_SAMPLE_RATE_HZ)] | None = None
     # An interval longer than this multiple of the median interval is a gap: reported, never
     # interpolated across; the data on either side is analysed as separate segments ([A]).
     gap_multiple: Annotated[float, Field(gt=1, allow_inf_nan=False)] = 5.0
@@ -135,12 +141,12 @@ class GridConfig(_Frozen):
     # Welch's method: Hann segments with 50 % overlap. 20 s segments give 0.05 Hz bins, so a
     # 0.1 Hz component sits two bins from DC, clear of the Hann main lobe around the mean
     # ([D] from the 0.1 Hz lower band edge).
-    segment_seconds: PositiveFloat = 20.0
+    segment_seconds: Seconds = 20.0
     # A sliding window averages this many half-overlapping segments: 3 -> 40 s windows.
-    segments_per_window: Annotated[int, Field(ge=1)] = 3
+    segments_per_window: Annotated[int, Field(ge=1, le=100)] = 3
     # Windows start this often ([A]); a divisor or multiple of half a segment, so segment
     # spectra are computed once and shared by every window that holds them.
-    hop_seconds: PositiveFloat = 5.0
+    hop_seconds: Seconds = 5.0
 
     # Oscillation energy: any band > 20 % of spectral energy, sustained > 30 s ([S] example
     # specification in Choukse et al., site-model.md section 3). Energy excludes the mean.
@@ -151,7 +157,7 @@ class GridConfig(_Frozen):
     # rating_watts ([A]; 0.1 % = 2.25 MW).
     energy_share_min_peak_to_peak_ratio: Ratio = 0.001
     # Sustained > 30 s (site-model.md section 3).
-    episode_min_seconds: PositiveFloat = 30.0
+    episode_min_seconds: Seconds = 30.0
 
     ramps: tuple[RampLimit, ...] = DEFAULT_RAMPS
     step: StepRule = StepRule()

@@ -59,6 +59,11 @@ class UniformSegment:
         return float(self.timestamps[-1])
 
 
+# The most grid points one resampling makes (about 400 MB per float64 array): a week at 60 Hz
+# fits; a mistyped rate is an error, not an allocation the machine cannot hold.
+MAX_UNIFORM_SAMPLES = 50_000_000
+
+
 @dataclass(frozen=True)
 class UniformSeries:
     rate_hz: float
@@ -129,7 +134,14 @@ def resample_uniform(
     last = np.concatenate((gap_after, [times.size - 1]))
     # Grid points per segment: from its first sample, every 1/rate, up to its last sample.
     # The small tolerance keeps the last sample when the span is an exact multiple.
-    counts = np.floor((times[last] - times[first]) * rate + 1e-6).astype(np.intp) + 1
+    spans = np.floor((times[last] - times[first]) * rate + 1e-6)
+    points = float(spans.sum()) + spans.size
+    if not points <= MAX_UNIFORM_SAMPLES:  # checked on floats: a huge rate overflows an int
+        raise ValueError(
+            f"resampling {sampling.end_seconds - sampling.start_seconds:g} s at {rate:g} Hz "
+            f"makes {points:.3g} samples, over the limit of {MAX_UNIFORM_SAMPLES:,}"
+        )
+    counts = spans.astype(np.intp) + 1
     offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
     local = np.arange(int(counts.sum())) - np.repeat(offsets, counts)
     grid = np.repeat(times[first], counts) + local / rate

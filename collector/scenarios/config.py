@@ -25,7 +25,6 @@ from typing import Annotated, Any, Literal, get_args
 
 import polars as pl
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -35,6 +34,7 @@ from pydantic import (
 
 from collector.config_errors import (
     ConfigError,
+    ConfigModel,
     ConfigProblem,
     line_index,
     located,
@@ -74,7 +74,7 @@ Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
-class _Event(BaseModel):
+class _Event(ConfigModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     at: Seconds = 0.0

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from collector.config_errors import (
     ConfigError,
+    ConfigModel,
     ConfigProblem,
     line_index,
     located,
@@ -37,7 +38,7 @@ Preset = Literal["campus", "demo", "demo6"]
 PRESETS: tuple[Preset, ...] = get_args(Preset)
 
 
-class _Frozen(BaseModel):
+class _Frozen(ConfigModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -180,6 +181,19 @@ class Site(_Frozen):
 
 SiteProblem = ConfigProblem
 
+# What one site may expand to, checked on the templates' counts before any frame is built: a
+# count mistyped by a few digits is an error naming the limit, not gigabytes allocated. The
+# reference campus is 30 buildings, 3,360 rows, 67,200 racks, 134,400 feeds, 134,400 servers
+# and 2,150,400 accelerators; the limits leave room for about twice that.
+SITE_LIMITS = {
+    "buildings": 1_000,
+    "rows": 100_000,
+    "racks": 250_000,
+    "feeds": 1_000_000,
+    "nodes": 500_000,
+    "accelerators": 5_000_000,
+}
+
 
 class SiteError(ConfigError):
     """Every problem found in a site file, each with its location."""
@@ -234,11 +248,44 @@ def _cross_reference_problems(site: Site) -> Iterable[tuple[tuple[str | int, ...
     for index, group in enumerate(site.buildings):
         if group.type not in site.building_types:
             yield ("buildings", index, "type"), f"unknown building type {group.type!r}"
+    if expansion_problems(site):
+        return  # naming the buildings would allocate what the limits refuse
     seen: set[str] = set()
     for building_name, _ in site.building_names():
         if building_name in seen:
             yield ("buildings",), f"building name {building_name!r} is produced twice"
         seen.add(building_name)
+
+
+def site_size(site: Site) -> dict[str, int]:
+    """How many buildings, rows, racks, feeds, nodes and accelerators ``site`` expands to, from
+    its counts alone (a group whose template is unknown or invalid counts none below it)."""
+    size = dict.fromkeys(SITE_LIMITS, 0)
+    for group in site.buildings:
+        size["buildings"] += group.count
+        building = site.building_types.get(group.type)
+        for hall in building.halls if building else ():
+            rows = group.count * hall.count * hall.rows
+            racks = rows * hall.racks_per_row
+            size["rows"] += rows
+            size["racks"] += racks
+            rack = site.rack_types.get(hall.rack_type)
+            node = site.node_types.get(rack.node_type) if rack else None
+            if rack is not None:
+                size["feeds"] += racks * len(rack.pdus)
+                size["nodes"] += racks * rack.nodes
+            if rack is not None and node is not None:
+                size["accelerators"] += racks * rack.nodes * node.accelerators
+    return size
+
+
+def expansion_problems(site: Site) -> list[tuple[tuple[str | int, ...], str]]:
+    """Each count of ``site`` over its limit in SITE_LIMITS, with the limit."""
+    return [
+        (("buildings",), f"the site expands to {count:,} {what}, over the limit of {limit:,}")
+        for (what, count), limit in zip(site_size(site).items(), SITE_LIMITS.values(), strict=True)
+        if count > limit
+    ]
 
 
 def parse_site(text: str, source: str = "<site>") -> Site:
@@ -259,7 +306,7 @@ def parse_site(text: str, source: str = "<site>") -> Site:
     }
     problems += [
         located(lines, path, message)
-        for path, message in _cross_reference_problems(site)
+        for path, message in [*expansion_problems(site), *_cross_reference_problems(site)]
         if not _refers_to_invalid_template(message, declared)
     ]
     if problems:

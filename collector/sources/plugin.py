@@ -21,14 +21,15 @@ from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar, get_args, get_origin
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ConfigDict, ValidationError
 
+from collector.config_errors import ConfigModel
 from collector.inventory import Inventory
 from collector.site.topology import Topology
 from collector.sources.base import Source
 
 
-class SourceSpec(BaseModel):
+class SourceSpec(ConfigModel):
     """One entry of the collectors file's ``sources`` list. A kind's spec narrows ``kind`` to
     ``Literal["its-name"]`` and gives ``name`` that same default."""
 

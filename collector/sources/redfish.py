@@ -81,6 +81,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from collector import schemas
+from collector.config_errors import ConfigModel
 from collector.sources.base import ClosedOnExit
 from collector.sources.http_errors import tls_failure
 from collector.sources.redfish_power_choice import (
@@ -138,7 +139,7 @@ class CredentialsError(Exception):
     """A credential the config points at cannot be read."""
 
 
-class RedfishCredentials(BaseModel):
+class RedfishCredentials(ConfigModel):
     """Where to find a user name and password: never the values themselves."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -183,7 +184,7 @@ def _secret(env: str | None, path: Path | None, environ: Mapping[str, str], what
     return value
 
 
-class RedfishTarget(BaseModel):
+class RedfishTarget(ConfigModel):
     """One Redfish service (a BMC, a PDU, a CDU controller)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

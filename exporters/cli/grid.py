@@ -25,11 +25,15 @@ import numpy.typing as npt
 import polars as pl
 import typer
 
+from collector.config_errors import MAX_SHOWN_CHARACTERS, shown
 from collector.grid.analysis import GridAnalysis, analyze
 from collector.grid.config import GridConfig, GridConfigError, load_grid_config
 from collector.grid.steps import Step
 
 JSON_SCHEMA_VERSION = 1
+# Timestamps are epoch seconds a calendar can show: up to the end of year 9999 either side
+# of 1970 (relative times from 0 are fine too); beyond, a date cannot be printed.
+MAX_ABS_EPOCH_SECONDS = 253_402_300_799.0
 
 grid_app = typer.Typer(
     no_args_is_help=True, help="Grid-facing analytics: ramps, steps, oscillations."
@@ -94,8 +98,8 @@ def _read_frame(path: Path, time_column: str, power_column: str) -> pl.DataFrame
         if missing:
             raise GridInputError(
                 path,
-                f"missing column(s) {', '.join(repr(name) for name in missing)}; "
-                f"the file has {', '.join(repr(name) for name in schema) or 'no columns'} "
+                f"missing column(s) {', '.join(shown(name) for name in missing)}; "
+                f"the file has {_listed(list(schema)) or 'no columns'} "
                 "(choose with --time-column and --power-column)",
             )
         columns = [time_column, power_column]
@@ -110,13 +114,24 @@ def _read_frame(path: Path, time_column: str, power_column: str) -> pl.DataFrame
         raise GridInputError(path, "the file is empty") from None
     except (pl.exceptions.PolarsError, OSError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        if len(first_line) > MAX_SHOWN_CHARACTERS:
+            first_line = first_line[:MAX_SHOWN_CHARACTERS] + "..."
         raise GridInputError(path, f"cannot read: {first_line or type(error).__name__}") from None
+
+
+def _listed(names: list[str], most: int = 8) -> str:
+    """Column names for a message, each cut short and at most ``most`` of them (a binary
+    file's header is not echoed back)."""
+    listed = ", ".join(shown(name) for name in names[:most])
+    return listed + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def _first_bad(frame: pl.DataFrame, column: str, bad: pl.Expr) -> str:
     rows = frame.with_row_index("row").filter(bad)
     value = rows.get_column(column)[0]
-    return f"{rows.height:,} row(s), first at data row {rows.get_column('row')[0] + 1}: {value!r}"
+    return (
+        f"{rows.height:,} row(s), first at data row {rows.get_column('row')[0] + 1}: {shown(value)}"
+    )
 
 
 def _epoch_seconds(frame: pl.DataFrame, path: Path, column: str) -> pl.Series:
@@ -181,6 +196,14 @@ def load_power_series(
         raise GridInputError(path, "no data rows")
     times = _epoch_seconds(frame, path, time_column).to_numpy().astype(np.float64)
     watts = _power_watts(frame, path, power_column, unit).to_numpy().astype(np.float64)
+    beyond = np.isfinite(times) & (np.abs(times) > MAX_ABS_EPOCH_SECONDS)
+    if beyond.any():
+        first = int(np.flatnonzero(beyond)[0])
+        raise GridInputError(
+            path,
+            f"time column {time_column!r} is beyond year 9999: {int(beyond.sum()):,} row(s), "
+            f"first at data row {first + 1}: {float(times[first]):g}",
+        )
     usable = np.isfinite(times) & np.isfinite(watts)
     dropped = int(frame.height - np.count_nonzero(usable))
     times, watts = times[usable], watts[usable]

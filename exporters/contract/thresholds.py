@@ -28,7 +28,6 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -39,6 +38,7 @@ from pydantic import (
 
 from collector.config_errors import (
     ConfigError,
+    ConfigModel,
     line_index,
     read_config,
     validation_problems,
@@ -109,7 +109,7 @@ Selector = Annotated[str, AfterValidator(_matchers)]
 Severity = Literal["warning", "critical"]
 
 
-class _Frozen(BaseModel):
+class _Frozen(ConfigModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 

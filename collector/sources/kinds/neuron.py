@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Literal, Self
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from collector.config_errors import ConfigModel
 from collector.sources.base import Source
 from collector.sources.plugin import (
     BuildContext,
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 STDIN = "-"  # the probe's target for gigawatt's own standard input
 
 
-class NeuronPowerSpec(BaseModel):
+class NeuronPowerSpec(ConfigModel):
     """The Neuron driver's power utilization files: percentages of ``rated_power_watts``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

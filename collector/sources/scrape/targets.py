@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Self
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from collector.config_errors import ConfigModel
 from collector.sources.exporter_maps import EXPORTERS
 
 AUTO = "auto"
@@ -24,7 +25,7 @@ _RESERVED_HEADERS = frozenset(
 )
 
 
-class ScrapeTarget(BaseModel):
+class ScrapeTarget(ConfigModel):
     """One Prometheus endpoint: a URL, the exporter that serves it and how to reach it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
