@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
-.PHONY: install run demo test lint format generate bench clean
+.PHONY: install run demo stack test lint format generate bench clean
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	@$(PYTHON) -m venv $(VENV) || { \
@@ -22,6 +22,9 @@ run: $(STAMP) ## serve the full simulated campus on 127.0.0.1:9640
 
 demo: $(STAMP) ## serve the one-building demo site, a cycle every 5 s
 	$(BIN)/gigawatt serve --preset demo --interval 5 $(ARGS)
+
+stack: $(STAMP) ## the compose demo from local binaries on 127.0.0.1 (docs/scaling.md); Ctrl-C stops it
+	$(BIN)/python deploy/stack.py $(ARGS)
 
 test: $(STAMP) ## the whole test suite
 	$(BIN)/python -m pytest $(ARGS)
