@@ -2,7 +2,94 @@
 
 from __future__ import annotations
 
+from collector.site.model import Site, load_preset
 from exporters import contract
+
+# The site the budget is counted on: the full campus, 2.15 M accelerators.
+BUDGET_PRESET = "campus"
+
+
+def entity_counts(site: Site) -> dict[str, int]:
+    """Entities of each physical level of a site, from its file alone: a level metric has one
+    series per entity when every entity reports."""
+    counts = dict.fromkeys(
+        ("building", "lineup", "hall", "row", "rack", "feed", "node", "accelerator"), 0
+    )
+    for group in site.buildings:
+        building = site.building_types[group.type]
+        counts["building"] += group.count
+        counts["lineup"] += group.count * len(building.lineups)
+        for halls in building.halls:
+            rack = site.rack_types[halls.rack_type]
+            racks = group.count * halls.count * halls.rows * halls.racks_per_row
+            counts["hall"] += group.count * halls.count
+            counts["row"] += group.count * halls.count * halls.rows
+            counts["rack"] += racks
+            counts["feed"] += racks * len(rack.pdus)
+            counts["node"] += racks * rack.nodes
+            counts["accelerator"] += (
+                racks * rack.nodes * site.node_types[rack.node_type].accelerators
+            )
+    return counts
+
+
+def budget_markdown(site: Site) -> list[str]:
+    """The series budget: what each tier adds at the campus, and what is left out on purpose."""
+    counts = entity_counts(site)
+    lines = [
+        "## Series budget",
+        "",
+        f"Series each tier adds at the `{BUDGET_PRESET}` preset when every entity reports (one "
+        "per metric and entity), and the total that `--expose TIER` exposes. The `site` tier "
+        "also carries bounded families that are not counted here: training jobs, the fast "
+        "meters, the anomaly list (at most K per reason) and self-monitoring, a few thousand "
+        "series in all. What each tier costs a Prometheus is measured in docs/performance.md.",
+        "",
+        "| Tier | Metrics | Series added | Total exposed |",
+        "|---|---|---|---|",
+    ]
+    total = 0
+    for tier in contract.TIERS:
+        metrics = [metric for metric in contract.METRICS if metric.tier == tier]
+        # Level metrics: one series per entity; the site's own: one each.
+        added = sum(
+            counts.get(metric.frame, 1)
+            for metric in metrics
+            if metric.frame in counts or metric.frame == "site"
+        )
+        total += added
+        default = " (default)" if tier == contract.DEFAULT_TIER else ""
+        lines.append(f"| `{tier}`{default} | {len(metrics)} | {added:,} | {total:,} |")
+    stored = {(metric.frame, metric.column) for metric in contract.METRICS}
+    derived = [
+        metric
+        for metric in contract.METRICS
+        if metric.column in ("headroom_watts", "utilization_ratio")
+        and (metric.frame, "power_watts") in stored
+        and (metric.frame, "capacity_watts") in stored
+        and contract.TIERS.index(metric.tier) > contract.TIERS.index(contract.DEFAULT_TIER)
+    ]
+    lines += [
+        "",
+        "Left out of the default tier on purpose: values PromQL derives exactly from series "
+        "that are stored, which would each cost a series per rack or feed. Rules and "
+        "dashboards compute them (headroom as capacity - power, utilization as power / "
+        "capacity); `--expose node` stores them too.",
+        "",
+        "| Metric | Series at the campus | Computed as |",
+        "|---|---|---|",
+    ]
+    for metric in derived:
+        power = contract.name_of(metric.frame, "power_watts")
+        capacity = contract.name_of(metric.frame, "capacity_watts")
+        formula = (
+            f"`{capacity} - {power}`"
+            if metric.column == "headroom_watts"
+            else f"`{power} / {capacity}`"
+        )
+        lines.append(f"| `{metric.name}` | {counts[metric.frame]:,} | {formula} |")
+    lines.append("")
+    return lines
 
 
 def metrics_markdown() -> str:
@@ -33,6 +120,7 @@ def metrics_markdown() -> str:
             f"{contract.tier_exposure(metric.tier)} | {metric.help.replace('|', '/')} |"
         )
     lines.append("")
+    lines += budget_markdown(load_preset(BUDGET_PRESET))
     return "\n".join(lines)
 
 

@@ -97,12 +97,18 @@ class Renderer:
     """Renders snapshots for one topology and tier; caches the static label columns."""
 
     def __init__(
-        self, topology: Topology, tier: Tier = contract.DEFAULT_TIER, version: str = "0"
+        self,
+        topology: Topology,
+        tier: Tier = contract.DEFAULT_TIER,
+        version: str = "0",
+        metrics: tuple[Metric, ...] | None = None,
     ) -> None:
+        """``metrics``, in table order, replaces the tier's set (the series budget benchmark
+        measures a tier with and without some families)."""
         self.topology = topology
         self.tier = tier
         self.version = version
-        self.metrics = contract.enabled(tier)
+        self.metrics = contract.enabled(tier) if metrics is None else metrics
         self._labels: dict[str, pl.Series] = {}
         for frame in {metric.frame for metric in self.metrics}:
             if LEVEL_LABELS.get(frame) and frame != "accelerator":
@@ -123,7 +129,12 @@ class Renderer:
         return self._labels["accelerator"]
 
     def _frames(
-        self, snapshot: Snapshot, previous: Rendered | None, cycle_failures: int = 0
+        self,
+        snapshot: Snapshot,
+        previous: Rendered | None,
+        cycle_failures: int = 0,
+        cycles_skipped: int = 0,
+        process_start_seconds: float | None = None,
     ) -> Mapping[str, pl.DataFrame]:
         frames: dict[str, pl.DataFrame] = {
             "site": snapshot.site,
@@ -146,6 +157,8 @@ class Renderer:
                     "cycles": [float(snapshot.cycles)],
                     "series": [float(previous.series) if previous else None],
                     "failures": [float(cycle_failures)],
+                    "skipped": [float(cycles_skipped)],
+                    "start_time_seconds": [process_start_seconds],
                     "grid_analysis_seconds": [snapshot.grid.analysis_seconds],
                 },
                 schema={
@@ -157,6 +170,8 @@ class Renderer:
                         "cycles",
                         "series",
                         "failures",
+                        "skipped",
+                        "start_time_seconds",
                         "grid_analysis_seconds",
                     )
                 },
@@ -206,11 +221,21 @@ class Renderer:
         return frame.with_columns(label_column(frame, labels))
 
     def render(
-        self, snapshot: Snapshot, previous: Rendered | None = None, cycle_failures: int = 0
+        self,
+        snapshot: Snapshot,
+        previous: Rendered | None = None,
+        cycle_failures: int = 0,
+        *,
+        cycles_skipped: int = 0,
+        process_start_seconds: float | None = None,
     ) -> Rendered:
-        """The whole exposition. ``previous`` feeds the render-time and series-count gauges."""
+        """The whole exposition. ``previous`` feeds the render-time and series-count gauges;
+        the runner's counts of failed and skipped cycles and the process's start time feed
+        the process series."""
         started = time.perf_counter()
-        frames = self._frames(snapshot, previous, cycle_failures)
+        frames = self._frames(
+            snapshot, previous, cycle_failures, cycles_skipped, process_start_seconds
+        )
         by_frame: dict[str, list[Metric]] = {}
         for metric in self.metrics:
             by_frame.setdefault(metric.frame, []).append(metric)

@@ -173,12 +173,17 @@ def build(config: BoardConfig) -> model.Dashboard:
     )
 
     grid.section("Racks")
+    # Racks' utilization is not stored at the default tier (series budget): power / capacity.
+    rack_loading = (
+        f"{series('rack', 'power_watts', *rack_scope)} / "
+        f"{series('rack', 'capacity_watts', *rack_scope)}"
+    )
     grid.add(
         heatmap_panel(
             "Rack loading",
             "Each rack's power over its rating, one line per rack: green is light, red is "
             "at its rating.",
-            query(series("rack", "utilization_ratio", *rack_scope), "{{rack}}"),
+            query(rack_loading, "{{rack}}"),
             units.PercentUnit,
             low=0,
             high=1,
@@ -196,7 +201,7 @@ def build(config: BoardConfig) -> model.Dashboard:
             "ride through losing the other feed). The colours are the rack load and N-1 "
             "alerts' limits. Click a rack for its detail.",
             [
-                table_query(series("rack", "utilization_ratio", *rack_scope)),
+                table_query(rack_loading),
                 table_query(f"{rack_power} / {weakest_feed}"),
             ],
             [

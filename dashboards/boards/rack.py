@@ -43,6 +43,8 @@ def build(config: BoardConfig) -> model.Dashboard:
     series = Series(t.selector)
     capacity = t.capacity
     quality = t.data_quality
+    # Headroom and utilization of racks and feeds are not stored at the default tier (series
+    # budget): capacity - power and power / capacity, exactly.
     rack_power = series("rack", "power_watts", *LEVELS)
     n_minus_one_headroom = (
         f"min without (feed) ({series('feed', 'capacity_watts', *LEVELS)}) - {rack_power}"
@@ -55,7 +57,7 @@ def build(config: BoardConfig) -> model.Dashboard:
         power_stat(
             "Headroom",
             "The rack's rating minus its power.",
-            series("rack", "headroom_watts", *LEVELS),
+            f"{series('rack', 'capacity_watts', *LEVELS)} - {rack_power}",
         ),
         4,
         5,
@@ -64,7 +66,7 @@ def build(config: BoardConfig) -> model.Dashboard:
         ratio_gauge(
             "Utilization",
             "Rack power over its rating. The colours are the rack load alert's limits.",
-            instant(series("rack", "utilization_ratio", *LEVELS)),
+            instant(f"{rack_power} / {series('rack', 'capacity_watts', *LEVELS)}"),
             above(capacity.rack),
         ),
         4,
@@ -124,7 +126,11 @@ def build(config: BoardConfig) -> model.Dashboard:
             "Breaker loading",
             "Each feed's power over its continuous rating. The colours are the feed load "
             "alert's limits.",
-            instant(series("feed", "utilization_ratio", *LEVELS), "Feed {{feed}}"),
+            instant(
+                f"{series('feed', 'power_watts', *LEVELS)} / "
+                f"{series('feed', 'capacity_watts', *LEVELS)}",
+                "Feed {{feed}}",
+            ),
             above(capacity.feed),
         ),
         6,

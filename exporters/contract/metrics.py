@@ -15,6 +15,8 @@ from collector.schemas import LEVEL_LABELS
 from exporters.contract.tiers import TIERS, Tier
 
 NAMESPACE = "gigawatt"
+# Series every Prometheus client library exposes under their standard names, not ours.
+STANDARD_NAMES = ("process_start_time_seconds",)
 
 # Labels of the frames that are not physical levels.
 EXTRA_LABELS: dict[str, tuple[str, ...]] = {
@@ -66,9 +68,14 @@ class Metric:
         return LEVEL_LABELS.get(self.frame) or EXTRA_LABELS.get(self.frame, ())
 
 
-def _level_metrics(level: str, scope: str, tier: Tier, it: str = "") -> list[Metric]:
+def _level_metrics(
+    level: str, scope: str, tier: Tier, it: str = "", derived_tier: Tier | None = None
+) -> list[Metric]:
     """The series every level from site to rack shares. ``it`` ("it_" for site and building)
-    marks the IT-power series apart from the facility ones those two levels also carry."""
+    marks the IT-power series apart from the facility ones those two levels also carry.
+    ``derived_tier``, if given, is the tier of headroom and utilization, which PromQL derives
+    exactly from power and capacity (capacity - power, power / capacity)."""
+    derived = derived_tier or tier
     prefix = f"gigawatt_{scope}"
     return [
         Metric(
@@ -97,7 +104,7 @@ def _level_metrics(level: str, scope: str, tier: Tier, it: str = "") -> list[Met
             f"Capacity minus IT power of the {scope}; negative when over capacity.",
             level,
             "headroom_watts",
-            tier,
+            derived,
         ),
         Metric(
             f"{prefix}_{it}utilization_ratio",
@@ -106,7 +113,7 @@ def _level_metrics(level: str, scope: str, tier: Tier, it: str = "") -> list[Met
             f"IT power of the {scope} over its capacity.",
             level,
             "utilization_ratio",
-            tier,
+            derived,
         ),
         Metric(
             f"{prefix}_accelerator_power_watts",
@@ -336,7 +343,10 @@ METRICS: tuple[Metric, ...] = (
     # --- halls, rows, racks -----------------------------------------------------------------------
     *_level_metrics("hall", "hall", "hall"),
     *_level_metrics("row", "row", "row"),
-    *_level_metrics("rack", "rack", "rack"),
+    # Series budget (docs/metrics.md): a rack's headroom and utilization would cost 134,400
+    # series at the campus and say nothing power and capacity do not; rules and dashboards
+    # compute them, and they are stored from the node tier on.
+    *_level_metrics("rack", "rack", "rack", derived_tier="node"),
     Metric(
         "gigawatt_rack_accelerator_ecc_errors_total",
         "counter",
@@ -401,7 +411,7 @@ METRICS: tuple[Metric, ...] = (
         "the rating already applies).",
         "feed",
         "utilization_ratio",
-        "rack",
+        "node",  # power / capacity in PromQL; 134,400 series at the campus (series budget)
     ),
     Metric(
         "gigawatt_feed_energy_joules_total",
@@ -889,6 +899,24 @@ METRICS: tuple[Metric, ...] = (
     ),
     Metric(
         "gigawatt_cycles_total", "counter", "", "Cycles completed since start.", "process", "cycles"
+    ),
+    Metric(
+        "gigawatt_cycles_skipped_total",
+        "counter",
+        "",
+        "Cycle slots skipped because the cycle before ran past them: an overrunning cycle is "
+        "skipped, never queued.",
+        "process",
+        "skipped",
+    ),
+    Metric(
+        "process_start_time_seconds",
+        "gauge",
+        "seconds",
+        "Start time of the process since the Unix epoch, as every Prometheus client exposes "
+        "it: a restart shows here, while the counters continue from the state directory.",
+        "process",
+        "start_time_seconds",
     ),
     Metric(
         "gigawatt_exposed_series",

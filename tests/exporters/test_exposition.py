@@ -236,8 +236,17 @@ def test_rack_tier_has_racks_and_feeds_but_no_nodes_or_accelerators(
         if any("node" in labels or "accelerator" in labels for labels, _ in series):
             assert name in ANOMALY_FAMILIES, f"{name} has node/accelerator series at rack tier"
     assert len(exposition.series("gigawatt_rack_power_watts")) == topology.racks.height
-    assert len(exposition.series("gigawatt_rack_headroom_watts")) == topology.racks.height
     assert len(exposition.series("gigawatt_feed_power_watts")) == topology.feeds.height
+    # Headroom and utilization of racks and feeds are derived in PromQL (series budget):
+    # stored from the node tier on, one series per rack or feed.
+    derived = {
+        "gigawatt_rack_headroom_watts": topology.racks.height,
+        "gigawatt_rack_utilization_ratio": topology.racks.height,
+        "gigawatt_feed_utilization_ratio": topology.feeds.height,
+    }
+    assert not families(exposition) & set(derived)
+    for name, count in derived.items():
+        assert len(parsed["node"].series(name)) == count
     racks = {labels["rack"] for labels, _ in exposition.series("gigawatt_rack_capacity_watts")}
     assert racks == set(topology.racks["rack"].to_list())
 
@@ -380,7 +389,8 @@ def test_a_silent_feed_has_no_series_and_nothing_else_is_lost(topology: Topology
     snapshot = run_cycles(topology, [Dropping(topology, feeds=dropped)])
     silent_power = snapshot.feeds.filter(pl.col("feed_index").is_in(dropped))["power_watts"]
     assert silent_power.null_count() == len(dropped), "the snapshot should hold nulls"
-    exposition = Exposition.parse(render(topology, snapshot, "rack").body)
+    # The node tier: it also stores the racks' and feeds' headroom and utilization.
+    exposition = Exposition.parse(render(topology, snapshot, "node").body)
     names = topology.names("feed").with_columns(feed_index=feeds["feed_index"])
     silent_labels = names.row(silent_feed["feed_index"], named=True)
     assert silent_labels.pop("feed_index") == silent_feed["feed_index"]
