@@ -41,3 +41,9 @@ def advance(
     step = 0.5 * (state.last_power_watts + power_watts) * interval
     joules = state.joules + np.where(np.isfinite(step), step, 0.0)
     return EnergyState(joules, power_watts, now)
+
+
+def restored(joules: FloatArray) -> EnergyState:
+    """Counters continued from stored values after a restart: the time the service was down
+    is a gap (no last reading), so nothing is integrated across it."""
+    return EnergyState(np.array(joules, dtype=np.float64), np.full(joules.size, np.nan), None)

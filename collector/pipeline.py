@@ -21,6 +21,7 @@ from collector.grid.config import GridConfig
 from collector.grid.live import GridFrames, GridMonitor, validate_meters
 from collector.site.topology import Topology
 from collector.sources.base import SampleBatch, Source
+from collector.state import Counters
 from collector.validate import ValidationLimits, validate
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,43 @@ class Pipeline:
         self._job_energy = pl.DataFrame(schema={"job": pl.String, "energy_joules": pl.Float64})
         self._job_energy_total = 0.0
         self._unallocated_energy_total = 0.0
+
+    def counters(self) -> Counters:
+        """Every cumulative counter, copied: what a restart must continue from."""
+        return Counters(
+            energy_joules={kind: state.joules.copy() for kind, state in self._energy.items()},
+            rack_energy_joules=self._rack_energy.copy(),
+            accepted=dict(self._accepted),
+            rejected=dict(self._rejected),
+            problems=dict(self._problems),
+            job_energy_joules=dict(self._job_energy.rows()),
+            job_energy_total_joules=self._job_energy_total,
+            unallocated_energy_total_joules=self._unallocated_energy_total,
+        )
+
+    def restore(self, stored: Counters) -> None:
+        """Continue from counters a previous run stored (collector.state): energy goes on from
+        the stored joules with the downtime a gap; sample counts go on for the sources still
+        configured (a source no longer in the file is not brought back)."""
+        self._energy = {kind: energy.restored(stored.energy_joules[kind]) for kind in self._energy}
+        self._rack_energy = stored.rack_energy_joules.copy()
+        names = {source.name for source in self.sources}
+        for key, count in stored.accepted.items():
+            if key in self._accepted:
+                self._accepted[key] = count
+        for rejected_key, count in stored.rejected.items():
+            if rejected_key[0] in names:
+                self._rejected[rejected_key] = count
+        for problem_key, count in stored.problems.items():
+            if problem_key[0] in names:
+                self._problems[problem_key] = count
+        self._job_energy = pl.DataFrame(
+            list(stored.job_energy_joules.items()),
+            schema={"job": pl.String, "energy_joules": pl.Float64},
+            orient="row",
+        )
+        self._job_energy_total = stored.job_energy_total_joules
+        self._unallocated_energy_total = stored.unallocated_energy_total_joules
 
     def _read(self, source: Source, now: float) -> SampleBatch | None:
         started = time.perf_counter()

@@ -9,23 +9,79 @@ stops it and closes its sources when the app stops. Without, the caller drives t
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import polars as pl
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from collector.pipeline import Snapshot
 from collector.site.topology import Topology
 from exporters.exposition import CONTENT_TYPE
 from exporters.service import CycleRunner, Published, close_sources
 from exporters.version import VERSION
+from exporters.web_config import BasicAuth, RequestLimits, WebConfig
 
 if TYPE_CHECKING:
     from exporters.composition import ServiceSettings
+
+
+log = logging.getLogger(__name__)
+
+# The environment variable holding the bearer token of state-changing endpoints, when no
+# --api-token-file is given.
+API_TOKEN_ENV = "GIGAWATT_API_TOKEN"
+# Paging bounds: the largest level (racks) of a site within its limits fits in a few pages.
+MAX_PAGE_ITEMS = 100_000
+MAX_OFFSET = 10_000_000
+MAX_NAME_CHARACTERS = 200
+# How long the app waits for its sources to close when it stops (SIGTERM ends within 5 s).
+CLOSE_WAIT_SECONDS = 2.0
+
+
+class Problem(BaseModel):
+    """Why a request was refused (400, 404) or could not be answered yet (503)."""
+
+    detail: str
+
+
+def _answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI documentation of the error answers a route gives, besides 200 and 422."""
+    meaning = {
+        400: "The filters do not fit the level asked for.",
+        401: "A bearer token is required.",
+        403: "The bearer token is wrong, or none is configured.",
+        404: "No such entity in this site.",
+        503: "No cycle has completed yet.",
+    }
+    return {status: {"model": Problem, "description": meaning[status]} for status in statuses}
+
+
+def require_token(
+    request: Request,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> None:
+    """The dependency of every state-changing endpoint: ``Authorization: Bearer TOKEN`` with
+    the token of --api-token-file or GIGAWATT_API_TOKEN. Without one configured, every such
+    request is refused (403): nothing changes state by default."""
+    expected: str | None = request.app.state.api_token
+    if expected is None:
+        raise HTTPException(403, "state-changing endpoints are off: no API token is configured")
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise HTTPException(401, "a bearer token is required", {"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise HTTPException(403, "wrong bearer token")
+
+
+TokenDep = Annotated[None, Depends(require_token)]
 
 
 def _runner(request: Request) -> CycleRunner:
@@ -115,8 +171,12 @@ def create_app(
     clock: Callable[[], float] = time.time,
     *,
     run_cycles: bool = False,
+    web: WebConfig | None = None,
+    api_token: str | None = None,
 ) -> FastAPI:
-    """The app serving ``runner``'s latest cycle; ``settings`` says when data is stale."""
+    """The app serving ``runner``'s latest cycle; ``settings`` says when data is stale and how
+    large a request may be; ``web`` adds basic authentication (TLS is the server's, see
+    exporters.cli.serve); ``api_token`` is what TokenDep endpoints require."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -127,8 +187,16 @@ def create_app(
             yield
         finally:
             if run_cycles:
-                runner.stop()
-                close_sources(runner.pipeline.sources)  # the cycle thread is done with them
+                # Off the event loop: a source may run a loop of its own to close, and one
+                # that hangs must not hold up the exit.
+                await asyncio.to_thread(runner.stop)
+                closing = asyncio.to_thread(close_sources, runner.pipeline.sources)
+                try:
+                    await asyncio.wait_for(closing, CLOSE_WAIT_SECONDS)
+                except TimeoutError:
+                    log.warning("sources still closing after %g s; exiting", CLOSE_WAIT_SECONDS)
+                if runner.state is not None:
+                    runner.state.close()
 
     app = FastAPI(
         title="gigawatt",
@@ -136,6 +204,12 @@ def create_app(
         summary="Power and telemetry of a gigawatt-scale AI training campus.",
         lifespan=lifespan,
     )
+    app.state.api_token = api_token
+    app.state.web_config = web
+    app.add_middleware(RequestLimits, max_body_bytes=settings.max_request_bytes)
+    if web is not None and web.users:
+        bearer = api_token.encode() if api_token else None
+        app.add_middleware(BasicAuth, users=web.users, bearer_token=bearer)
 
     def topology_of(active: CycleRunner) -> Topology:
         return active.pipeline.topology
@@ -144,7 +218,12 @@ def create_app(
     # a reference lookup and a header check, whatever the body's size. The handler is async
     # and reads the runner without a dependency, so it runs on the event loop without a
     # thread-pool hop.
-    @app.get("/metrics", response_class=Response, summary="Prometheus exposition (text 0.0.4)")
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        summary="Prometheus exposition (text 0.0.4)",
+        responses=_answers(503),
+    )
     async def metrics(request: Request) -> Response:
         published = _published(request.app.state.runner)
         if accepts_gzip(request.headers.get("accept-encoding", "")):
@@ -157,17 +236,41 @@ def create_app(
             published.rendered.body, media_type=CONTENT_TYPE, headers={"Vary": "Accept-Encoding"}
         )
 
-    @app.get("/healthz", summary="Liveness: the process and its cycle thread are running")
-    def healthz(active: RunnerDep) -> JSONResponse:
-        # A runner the caller drives by hand has no thread to watch.
-        alive = active.alive or not run_cycles
-        return JSONResponse(
-            {"status": "ok" if alive else "cycle thread stopped"}, status_code=200 if alive else 500
-        )
+    def stopped(active: CycleRunner) -> str | None:
+        """Why the cycles are not running, or None (a runner driven by hand has no thread)."""
+        if not run_cycles or active.alive:
+            return None
+        return f"cycle thread stopped: {active.death or 'not running'}"
 
-    @app.get("/readyz", summary="Readiness: a full cycle has completed and its data is fresh")
+    def stalled(active: CycleRunner) -> str | None:
+        limit = settings.stale_after_intervals * settings.interval_seconds
+        running = active.stalled_for(limit) if run_cycles else None
+        if running is None:
+            return None
+        return f"the cycle under way has run {running:.1f} s (limit {limit:.1f} s)"
+
+    @app.get(
+        "/healthz",
+        summary="Liveness: the process and its cycle thread are running",
+        responses={500: {"description": "The cycle thread stopped; the reason says why."}},
+    )
+    def healthz(active: RunnerDep) -> JSONResponse:
+        reason = stopped(active)
+        if reason is not None:
+            return JSONResponse({"status": "cycle thread stopped", "reason": reason}, 500)
+        slow = stalled(active)  # alive, but readiness says not ready: say why here too
+        return JSONResponse({"status": "ok"} if slow is None else {"status": "ok", "stalled": slow})
+
+    @app.get(
+        "/readyz",
+        summary="Readiness: cycles run, one has completed and its data is fresh",
+        responses={503: {"description": "Not ready; the reason says why."}},
+    )
     def readyz(active: RunnerDep) -> JSONResponse:
         latest = active.latest
+        reason = stopped(active) or stalled(active)
+        if reason is not None:
+            return JSONResponse({"ready": False, "reason": reason}, 503)
         if latest is None:
             return JSONResponse({"ready": False, "reason": "no cycle has completed yet"}, 503)
         age = clock() - latest.snapshot.timestamp
@@ -191,7 +294,11 @@ def create_app(
             return {"file": None, "events": []}
         return active.scenario.status(clock())
 
-    @app.get("/api/v1/site", summary="Site summary: power, capacity, contract, PUE, sources")
+    @app.get(
+        "/api/v1/site",
+        summary="Site summary: power, capacity, contract, PUE, sources",
+        responses=_answers(503),
+    )
     def site(active: RunnerDep) -> dict[str, Any]:
         snapshot = _published(active).snapshot
         topology = topology_of(active)
@@ -212,15 +319,34 @@ def create_app(
             "cycle_seconds": snapshot.cycle_seconds,
         }
 
-    @app.get("/api/v1/power", summary="Power per building, hall, row or rack")
+    @app.get(
+        "/api/v1/power",
+        summary="Power per building, hall, row or rack",
+        responses=_answers(400, 404, 503),
+    )
     def power(
         active: RunnerDep,
         level: Literal["building", "hall", "row", "rack"] = "building",
-        building: Annotated[str | None, Query(description="only under this building")] = None,
-        hall: Annotated[str | None, Query(description="only under this hall")] = None,
-        row: Annotated[str | None, Query(description="only under this row")] = None,
-        limit: Annotated[int | None, Query(ge=1, description="at most this many items")] = None,
-        offset: Annotated[int, Query(ge=0, description="skip this many items first")] = 0,
+        building: Annotated[
+            str | None,
+            Query(
+                description="only under this building", min_length=1, max_length=MAX_NAME_CHARACTERS
+            ),
+        ] = None,
+        hall: Annotated[
+            str | None,
+            Query(description="only under this hall", min_length=1, max_length=MAX_NAME_CHARACTERS),
+        ] = None,
+        row: Annotated[
+            str | None,
+            Query(description="only under this row", min_length=1, max_length=MAX_NAME_CHARACTERS),
+        ] = None,
+        limit: Annotated[
+            int | None, Query(ge=1, le=MAX_PAGE_ITEMS, description="at most this many items")
+        ] = None,
+        offset: Annotated[
+            int, Query(ge=0, le=MAX_OFFSET, description="skip this many items first")
+        ] = 0,
     ) -> dict[str, Any]:
         snapshot = _published(active).snapshot
         topology = topology_of(active)
@@ -248,8 +374,14 @@ def create_app(
             "items": _json_rows(page),
         }
 
-    @app.get("/api/v1/racks/{rack}", summary="One rack with its PDU feeds and nodes")
-    def rack_detail(rack: str, active: RunnerDep) -> dict[str, Any]:
+    @app.get(
+        "/api/v1/racks/{rack}",
+        summary="One rack with its PDU feeds and nodes",
+        responses=_answers(404, 503),
+    )
+    def rack_detail(
+        rack: Annotated[str, Path(min_length=1, max_length=MAX_NAME_CHARACTERS)], active: RunnerDep
+    ) -> dict[str, Any]:
         snapshot = _published(active).snapshot
         topology = topology_of(active)
         found = topology.racks.filter(pl.col("rack") == rack)

@@ -20,8 +20,10 @@ site; a shard's sources hand the pipeline its buildings' part (collector.shard).
 
 from __future__ import annotations
 
+import logging
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -37,12 +39,20 @@ from collector.shard import ShardPipeline, ShardPlan, ShardSource, ShardSpec
 from collector.site.model import Preset, Site, load_preset, load_site
 from collector.site.topology import Topology, build_topology
 from collector.sources.base import Source
+from collector.sources.deadline import with_deadlines
 from collector.sources.simulated import SimulatedSource, SimulationConfig
-from exporters.api import create_app
+from collector.state import Identity, StateError, StateStore
+from exporters.api import API_TOKEN_ENV, create_app
 from exporters.contract import DEFAULT_TIER, Tier
 from exporters.exposition import Renderer
 from exporters.service import CycleRunner, close_sources
 from exporters.version import VERSION
+from exporters.web_config import load_web_config
+
+log = logging.getLogger(__name__)
+
+# A bearer token shorter than this is guessable.
+MIN_TOKEN_CHARACTERS = 16
 
 
 class ServiceSettings(BaseModel):
@@ -54,7 +64,8 @@ class ServiceSettings(BaseModel):
     site_file: Path | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=9640, ge=0, le=65535)
-    interval_seconds: float = Field(default=10.0, gt=0)
+    # From a fast test's 50 ms to an hour: shorter only spins, longer is not monitoring.
+    interval_seconds: float = Field(default=10.0, ge=0.05, le=3600, allow_inf_nan=False)
     seed: int = Field(default=0, ge=0)
     expose: Tier = DEFAULT_TIER  # the deepest tier exposed (exporters.contract)
     workload: Literal["jobs", "steady"] = "jobs"
@@ -65,8 +76,20 @@ class ServiceSettings(BaseModel):
     # Incidents played on the sources' reads (YAML, see collector/scenarios/config.py).
     scenario: Path | None = None
     # Data older than this many intervals is stale: /readyz says so.
-    stale_after_intervals: float = Field(default=3.0, gt=1)
+    stale_after_intervals: float = Field(default=3.0, gt=1, le=1000, allow_inf_nan=False)
     top_k_anomalies: int = Field(default=20, ge=0, le=1000)
+    # Where the counters survive a restart (collector.state); None: kept in memory only. The
+    # CLI gives the user's state directory unless told --no-state.
+    state_dir: Path | None = None
+    # TLS and basic auth (exporters.web_config, exporter-toolkit's file shape).
+    web_config: Path | None = None
+    # The bearer token state-changing endpoints require: a file holding it, else the
+    # environment variable exporters.api.API_TOKEN_ENV; without either they answer 403.
+    api_token_file: Path | None = None
+    # What one client can make the service read and how many requests it answers at once
+    # (more get 503 at once rather than queueing).
+    max_request_bytes: int = Field(default=64 * 1024, ge=0, le=64 * 1024 * 1024)
+    max_concurrent_requests: int = Field(default=64, ge=1, le=10_000)
     # This process's share of the buildings, "I/N" (collector/shard.py); the whole site else.
     shard: ShardSpec | None = None
 
@@ -136,16 +159,47 @@ def max_energy_gap_seconds(interval_seconds: float) -> float:
     return max(60.0, 3 * interval_seconds)
 
 
+def read_budget_seconds(interval_seconds: float) -> float:
+    """How long a cycle waits for its sources (collector.sources.deadline): most of the
+    interval, leaving the rest for the roll-ups and the exposition."""
+    return 0.8 * interval_seconds
+
+
+def service_state(settings: ServiceSettings, topology: Topology) -> StateStore | None:
+    """The state directory's store, opened (locked), or None: no state asked for, or the
+    folder is held by another process (then this one runs without, and says so)."""
+    if settings.state_dir is None:
+        return None
+    sizes = {
+        "accelerator": topology.accelerators.height,
+        "feed": topology.feeds.height,
+        "building": topology.buildings.height,
+        "rack": topology.racks.height,
+    }
+    buildings = topology.buildings.get_column("building").to_list()
+    identity = Identity.of(topology.site.name, buildings, sizes)
+    store = StateStore(settings.state_dir, identity, VERSION)
+    try:
+        return store.open()
+    except StateError as error:
+        log.warning("%s; running without a state directory", error)
+        return None
+
+
 def build_runner(settings: ServiceSettings, clock: Callable[[], float] = time.time) -> CycleRunner:
     """The service's cycle runner, built once and not started. Raises the ConfigError of the
     first configuration file with problems; the sources come last, so a bad file leaves
-    nothing open."""
+    nothing open. With a state directory, the counters continue from what it holds."""
     site_topology = build_topology(service_site(settings))
     shard = service_shard(settings, site_topology)
     topology = service_topology(site_topology, shard)
     grid = load_grid_config(settings.grid_config) if settings.grid_config else GridConfig()
     scenario = service_scenario(settings, site_topology, clock())
-    sources = service_sources(settings, site_topology, scenario, shard)
+    sources = with_deadlines(
+        service_sources(settings, site_topology, scenario, shard),
+        read_budget_seconds(settings.interval_seconds),
+    )
+    state: StateStore | None = None
     try:
         pipeline = (Pipeline if shard is None else ShardPipeline)(
             topology,
@@ -158,13 +212,53 @@ def build_runner(settings: ServiceSettings, clock: Callable[[], float] = time.ti
             ),
         )
         renderer = Renderer(topology, settings.expose, version=VERSION)
+        state = service_state(settings, topology)
+        stored = state.load() if state is not None else None
+        if state is not None and stored is not None:
+            pipeline.restore(stored)
+            log.info("counters continued from %s", state.path)
     except BaseException:
         close_sources(sources)
+        if state is not None:
+            state.close()
         raise
-    return CycleRunner(pipeline, renderer, settings.interval_seconds, scenario=scenario)
+    return CycleRunner(
+        pipeline, renderer, settings.interval_seconds, scenario=scenario, state=state
+    )
+
+
+class TokenError(Exception):
+    """An API token file that cannot be used; the message names it."""
+
+
+def service_api_token(
+    settings: ServiceSettings, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """The bearer token of state-changing endpoints: the first line of --api-token-file, else
+    the environment's API_TOKEN_ENV, else None (those endpoints then answer 403)."""
+    if settings.api_token_file is not None:
+        try:
+            text = settings.api_token_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or type(error).__name__
+            raise TokenError(f"{settings.api_token_file}: cannot read: {reason}") from None
+        token = text.strip().splitlines()[0].strip() if text.strip() else ""
+    else:
+        token = (os.environ if environ is None else environ).get(API_TOKEN_ENV, "").strip()
+        if not token:
+            return None
+    if len(token) < MIN_TOKEN_CHARACTERS:
+        where = settings.api_token_file or API_TOKEN_ENV
+        raise TokenError(f"{where}: a token has at least {MIN_TOKEN_CHARACTERS} characters")
+    return token
 
 
 def build_app(settings: ServiceSettings, clock: Callable[[], float] = time.time) -> FastAPI:
     """The HTTP service around a runner built once: the app starts the runner's cycle thread
-    when it starts and closes its sources when it stops."""
-    return create_app(settings, build_runner(settings, clock), clock, run_cycles=True)
+    when it starts and closes its sources when it stops. The web configuration and the API
+    token are checked before anything is built (WebConfigError, TokenError)."""
+    web = load_web_config(settings.web_config) if settings.web_config else None
+    token = service_api_token(settings)
+    return create_app(
+        settings, build_runner(settings, clock), clock, run_cycles=True, web=web, api_token=token
+    )

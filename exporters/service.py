@@ -10,6 +10,7 @@ waits on (publishing is one reference swap).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import struct
 import threading
@@ -21,9 +22,18 @@ from dataclasses import dataclass
 
 from collector.pipeline import Pipeline, Snapshot
 from collector.scenarios import ScenarioRun
+from collector.sources.deadline import cancel_reads
+from collector.state import StateStore
 from exporters.exposition import Rendered, Renderer
 
 log = logging.getLogger(__name__)
+
+# When this process started (Unix seconds): exposed as process_start_time_seconds, so a
+# restart shows in the exposition even where every counter continued from the state.
+PROCESS_START_SECONDS = time.time()
+# How long stop() waits for the cycle thread: SIGTERM ends the process within 5 s whatever a
+# source is doing (a read still running is in a daemon thread of its own).
+STOP_WAIT_SECONDS = 2.0
 
 # Level 1: a campus exposition shrinks about 12x at a fraction of level 6's time.
 GZIP_LEVEL = 1
@@ -85,6 +95,8 @@ class CycleRunner:
         interval_seconds: float,
         monotonic: Callable[[], float] = time.monotonic,
         scenario: ScenarioRun | None = None,
+        state: StateStore | None = None,
+        state_every_seconds: float = 5.0,
     ) -> None:
         self.pipeline = pipeline
         self.scenario = scenario  # the incident scenario its sources play, if any
@@ -96,6 +108,19 @@ class CycleRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.failures = 0
+        # Cycle slots passed over because the cycle before ran past them: skipped, never
+        # queued (catching up would only read the same sources again, late).
+        self.skipped = 0
+        self.process_start_seconds = PROCESS_START_SECONDS
+        # The counters' state directory (collector.state): saved at most every
+        # state_every_seconds, and when the runner stops.
+        self.state = state
+        self.state_every_seconds = state_every_seconds
+        self._last_saved: float | None = None
+        # Monotonic time the cycle under way started (None between cycles), and why the cycle
+        # thread ended if it did: what /readyz and /healthz report.
+        self.cycle_started: float | None = None
+        self.death: str | None = None
 
     @property
     def latest(self) -> Published | None:
@@ -104,7 +129,13 @@ class CycleRunner:
     def run_once(self) -> Published:
         snapshot = self.pipeline.run_cycle()
         previous = self._latest.rendered if self._latest else None
-        rendered = self.renderer.render(snapshot, previous, self.failures)
+        rendered = self.renderer.render(
+            snapshot,
+            previous,
+            self.failures,
+            cycles_skipped=self.skipped,
+            process_start_seconds=self.process_start_seconds,
+        )
         started = time.perf_counter()
         gzipped = gzip_body(rendered.body)
         published = Published(snapshot, rendered, gzipped, time.perf_counter() - started)
@@ -112,8 +143,19 @@ class CycleRunner:
         return published
 
     def _loop(self) -> None:
+        try:
+            self._cycles()
+        except BaseException as error:  # recorded for /healthz; /readyz turns 503 at once
+            self.death = f"{type(error).__name__}: {error}"
+            log.critical("the cycle thread stopped: %s", self.death, exc_info=True)
+            raise
+        finally:
+            self.cycle_started = None
+
+    def _cycles(self) -> None:
         next_start = self._monotonic()
         while not self._stop.is_set():
+            self.cycle_started = self._monotonic()
             try:
                 published = self.run_once()
                 log.debug(
@@ -127,12 +169,38 @@ class CycleRunner:
             except Exception:  # keep serving the last good cycle; readiness goes stale
                 self.failures += 1
                 log.exception("cycle failed; serving the previous one")
+            self.cycle_started = None
+            self.save_state()
             next_start += self.interval_seconds
-            delay = next_start - self._monotonic()
-            if delay < 0:  # overran: start again now, and do not try to catch up
-                next_start = self._monotonic()
-                delay = 0.0
-            self._stop.wait(delay)
+            now = self._monotonic()
+            if now > next_start:  # overran: skip the slots it ran into, start at the next one
+                missed = math.ceil((now - next_start) / self.interval_seconds)
+                self.skipped += missed
+                next_start += missed * self.interval_seconds
+                log.warning(
+                    "cycle overran its %g s interval: %d cycle(s) skipped",
+                    self.interval_seconds,
+                    missed,
+                )
+            self._stop.wait(max(0.0, next_start - self._monotonic()))
+
+    def save_state(self, force: bool = False) -> None:
+        """Save the pipeline's counters if a state directory is kept and it is time to."""
+        if self.state is None:
+            return
+        now = self._monotonic()
+        due = self._last_saved is None or now - self._last_saved >= self.state_every_seconds
+        if force or due:
+            self.state.save(self.pipeline.counters())
+            self._last_saved = now
+
+    def stalled_for(self, limit_seconds: float) -> float | None:
+        """Seconds the cycle under way has run, if more than ``limit_seconds``."""
+        started = self.cycle_started
+        if started is None:
+            return None
+        running = self._monotonic() - started
+        return running if running > limit_seconds else None
 
     def start(self) -> None:
         with self._lock:
@@ -143,9 +211,18 @@ class CycleRunner:
                 self._thread.start()
 
     def stop(self) -> None:
+        """Stop cycling within STOP_WAIT_SECONDS, then save the counters one last time (a
+        cycle still stuck past that is left to its daemon thread and the state already
+        saved)."""
         self._stop.set()
+        cancel_reads(self.pipeline.sources)
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=STOP_WAIT_SECONDS)
+            if self._thread.is_alive():
+                log.warning("a cycle is still running at stop; its counters are not saved")
+                return
+        if self._thread is not None or self._latest is not None:
+            self.save_state(force=True)
 
     @property
     def alive(self) -> bool:

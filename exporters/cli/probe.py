@@ -57,6 +57,7 @@ import polars as pl
 import typer
 
 from collector import schemas
+from collector.redact import redacted
 from collector.sources import registry
 from collector.sources.kinds.redfish import PASSWORD_ENV, USERNAME_ENV
 from collector.sources.plugin import (
@@ -292,21 +293,21 @@ def probe(
         readings = schemas.conform(result.readings, schemas.READINGS, "readings")
         problems = schemas.conform(result.problems, schemas.PROBLEMS, "problems")
     except ProbeError as error:
-        typer.echo(f"gigawatt probe: {error}", err=True)
+        typer.echo(redacted(f"gigawatt probe: {error}"), err=True)
         raise typer.Exit(2) from None
     except Exception as error:  # a bug must still end with a reason, not a traceback
-        typer.echo(f"gigawatt probe: cannot probe {chosen}: {error!r}", err=True)
+        typer.echo(redacted(f"gigawatt probe: cannot probe {chosen}: {error!r}"), err=True)
         raise typer.Exit(2) from None
     lines = (
         _jsonl(readings, problems) if output == OutputFormat.jsonl else _table(readings, problems)
     )
     if lines:
-        typer.echo("\n".join(lines))
+        typer.echo(redacted("\n".join(lines)))
     if result.unreadable is not None:
-        typer.echo(f"gigawatt probe: cannot read {chosen}: {result.unreadable}", err=True)
+        typer.echo(redacted(f"gigawatt probe: cannot read {chosen}: {result.unreadable}"), err=True)
         raise typer.Exit(2)
     if problems.height:
         raise typer.Exit(1)
     if not readings.height:
-        typer.echo(f"gigawatt probe: {chosen}: no readings", err=True)
+        typer.echo(redacted(f"gigawatt probe: {chosen}: no readings"), err=True)
         raise typer.Exit(1)

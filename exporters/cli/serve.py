@@ -63,19 +63,55 @@ def serve(
             "series as partials that the recording rules sum (docs/scaling.md)"
         ),
     ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="where the counters survive a restart [default: $XDG_STATE_HOME/gigawatt/SITE, "
+            "else ~/.local/state/gigawatt/SITE]"
+        ),
+    ] = None,
+    no_state: Annotated[
+        bool, typer.Option("--no-state", help="keep no state: counters start from 0 each run")
+    ] = False,
+    web_config: Annotated[
+        Path | None,
+        typer.Option(help="TLS and basic auth (exporter-toolkit's web config file, see README)"),
+    ] = None,
+    api_token_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="bearer token of state-changing endpoints [default: $GIGAWATT_API_TOKEN]"
+        ),
+    ] = None,
+    max_request_bytes: Annotated[
+        int, typer.Option(help="largest request body read (413 beyond)")
+    ] = 64 * 1024,
+    max_concurrent_requests: Annotated[
+        int, typer.Option(help="requests answered at once (503 beyond, never queued)")
+    ] = 64,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
     """Run the simulated campus and serve /metrics and the HTTP API."""
     import uvicorn
 
     from collector.config_errors import ConfigError
+    from collector.redact import install_log_redaction
     from collector.shard import ShardError
-    from exporters.composition import build_app
+    from collector.state import default_state_dir
+    from exporters.composition import TokenError, build_app
 
     if preset and site:
         raise typer.BadParameter("give --preset or --site, not both")
     if log_level.upper() not in LOG_LEVELS:
         raise typer.BadParameter("--log-level must be one of debug, info, warning, error")
+    if no_state and state_dir is not None:
+        raise typer.BadParameter("give --state-dir or --no-state, not both")
+    if not no_state and state_dir is None:
+        # One folder per site and shard, so two services on one machine never share one.
+        named = site.stem if site else (preset or "campus")
+        state_dir = default_state_dir(
+            named + (f"-shard-{shard.replace('/', 'of')}" if shard else "")
+        )
     settings = _settings(
         preset=None if site else (preset or "campus"),
         site_file=site,
@@ -89,10 +125,16 @@ def serve(
         collectors=collectors,
         scenario=scenario,
         shard=shard,
+        state_dir=state_dir,
+        web_config=web_config,
+        api_token_file=api_token_file,
+        max_request_bytes=max_request_bytes,
+        max_concurrent_requests=max_concurrent_requests,
     )
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    install_log_redaction()  # no password of a URL reaches a log line
     try:  # every source built here, once; the app starts the cycles and closes them at exit
         app = build_app(settings)
     except ConfigError as error:
@@ -100,7 +142,19 @@ def serve(
         raise typer.Exit(2) from None
     except ShardError as error:  # a shard the site cannot have (more shards than buildings)
         raise typer.BadParameter(f"--shard: {error}") from None
-    uvicorn.run(app, host=host, port=port, log_level=log_level.lower())
+    except TokenError as error:
+        raise typer.BadParameter(f"--api-token-file: {error}") from None
+    web = app.state.web_config
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        limit_concurrency=max_concurrent_requests,
+        # SIGTERM: open connections get 1 s, so the process ends within 5 s.
+        timeout_graceful_shutdown=1,
+        **(web.uvicorn_options() if web is not None else {}),
+    )
 
 
 def _settings(**given: object) -> ServiceSettings:

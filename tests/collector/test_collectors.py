@@ -19,6 +19,7 @@ from collector.collectors import CollectorsError, build_sources, parse_collector
 from collector.pipeline import Pipeline
 from collector.site.model import load_preset
 from collector.site.topology import Topology, build_topology
+from collector.sources.deadline import DeadlineSource
 from collector.sources.kinds.neuron import NeuronReader, NeuronSpec
 from collector.sources.kinds.sysfs import SysfsSpec
 from collector.sources.readings_source import ReadingsSource
@@ -356,7 +357,9 @@ def test_the_service_closes_its_sources_when_it_stops(tmp_path: Path) -> None:
     settings = ServiceSettings(preset="demo", collectors=collectors, interval_seconds=0.05)
     with TestClient(build_app(settings)) as client:
         runner: CycleRunner = client.app.state.runner  # type: ignore[attr-defined]
-        (source,) = runner.pipeline.sources
+        (read_under_deadline,) = runner.pipeline.sources
+        assert isinstance(read_under_deadline, DeadlineSource)
+        source = read_under_deadline.inner
         assert isinstance(source, ReadingsSource) and isinstance(source.reader, NeuronReader)
         stream = source.reader.stream
         assert stream is not None

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from collector.site.model import Site, load_preset
 from collector.sources.base import SampleBatch
+from collector.sources.deadline import DeadlineSource
 from collector.sources.simulated import SimulatedSource
 from exporters.api import accepts_gzip, create_app
 from exporters.composition import ServiceSettings, build_runner
@@ -434,7 +435,9 @@ class NoBuildingMeters:
 
 def test_missing_values_are_null_never_nan_or_zero() -> None:
     def prepare(runner: CycleRunner) -> None:
-        [source] = runner.pipeline.sources
+        [read_under_deadline] = runner.pipeline.sources
+        assert isinstance(read_under_deadline, DeadlineSource)
+        source = read_under_deadline.inner
         assert isinstance(source, SimulatedSource)
         feeds = runner.pipeline.topology.feeds
         silent = feeds.filter(pl.col("rack_index") == 0)["feed_index"].to_list()
