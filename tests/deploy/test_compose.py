@@ -107,10 +107,9 @@ def container_path(service: str, inside: str) -> Path:
 
 
 def flag(service: str, name: str) -> str:
+    arguments: list[str] = compose()["services"][service]["command"]
     (value,) = [
-        argument.split("=", 1)[1]
-        for argument in compose()["services"][service]["command"]
-        if argument.startswith(f"{name}=")
+        argument.split("=", 1)[1] for argument in arguments if argument.startswith(f"{name}=")
     ]
     return value
 
