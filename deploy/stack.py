@@ -247,6 +247,9 @@ class Stack:
             self.preset,
             "--interval",
             "5",
+            # Everything the stack writes lives in its run folder; reuse it to continue.
+            "--state-dir",
+            str(self.run_dir / "gigawatt-state"),
         ]
         if self.scenario is not None:
             serve += ["--scenario", str(self.scenario)]
