@@ -127,6 +127,12 @@ class StateStore:
             self._lock.close()  # closing releases the lock
             self._lock = None
 
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def load(self) -> Counters | None:
         """The stored counters, or None: no file yet, or one that cannot be trusted (then set
         aside, with a warning saying why)."""

@@ -17,7 +17,9 @@ TARGET_HEALTH: schemas.Schema = {
     "source": pl.String,
     "target": pl.String,  # the URL
     "exporter": pl.String,  # as configured or as detected; null when unknown
-    "up": pl.UInt8,  # 1: the payload was fetched and parsed (some lines may have problems)
+    # 1: the payload was fetched and parsed (some lines may have problems) and gave at least
+    # one reading
+    "up": pl.UInt8,
     "duration_seconds": pl.Float64,  # the HTTP request, from a free slot to the last byte
     "samples": pl.UInt32,  # samples parsed
     "problems": pl.UInt32,  # rows of the problems frame for this target
@@ -55,6 +57,14 @@ def assemble(
         parsed.update(batch.parsed)
         readings.extend(frame for frame in batch.readings if frame.height)
         problems.extend(frame for frame in batch.problems if frame.height)
+    # A target is up only when it gave at least one reading it was read for: a payload of
+    # garbage, or of nothing the exporter map knows, is an answer but not a reading.
+    read_from = pl.concat([frame.select("target") for frame in readings]) if readings else None
+    readings_of = (
+        dict(read_from.get_column("target").value_counts().iter_rows())
+        if read_from is not None
+        else {}
+    )
     rows = []
     for index, target in enumerate(targets):
         result = fetched.get(index)
@@ -77,7 +87,7 @@ def assemble(
                 problems.append(
                     problem_frame(source, target.url, "request", result.reason, result.message)
                 )
-        up = outcome is not None and outcome.ok
+        up = outcome is not None and outcome.ok and readings_of.get(target.url, 0) > 0
         exporter = outcome.exporter if outcome is not None else None
         if exporter is None and target.exporter != AUTO:
             exporter = target.exporter

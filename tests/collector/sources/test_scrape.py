@@ -218,7 +218,8 @@ def test_auto_finds_no_exporter_in_a_prometheus_self_scrape(shared_fixtures: Pat
         result = scrape([ScrapeTarget(url=url)])
     assert result.readings.height == 0
     assert reasons(result, url) == ["unknown_exporter"]
-    assert health(result, url)["up"] == 1  # it answered: only the mapping is unknown
+    # It answered, but gave no reading it was read for: up is for targets that give readings.
+    assert health(result, url)["up"] == 0
 
 
 # --- targets that fail -------------------------------------------------------------------------
@@ -512,3 +513,19 @@ def test_a_mapping_bug_costs_only_its_own_target(
     assert result.targets.get_column("up").to_list() == [1, 0, 1]
     assert reasons(result, broken) == ["map_error"]
     assert set(result.readings.get_column("host")) == {"h0", "h2"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"\x00\x01garbage{{{ not exposition\n" * 20, b"dcgm_gpu_temp{gpu=\"0\"} 5\xff\xfe\n"],
+    ids=["garbage", "invalid-utf8"],
+)
+def test_a_target_that_gives_no_reading_is_not_up(body: bytes) -> None:
+    """The finding: a target serving garbage or invalid UTF-8 was up 1 with its last success
+    advancing; it gave no reading, so it is down and its last success stays unset."""
+    with MetricsServer({"/metrics": Route(body)}) as server:
+        url = server.url("/metrics")
+        result = scrape([ScrapeTarget(url=url, exporter="dcgm")])
+    assert result.readings.height == 0
+    assert health(result, url)["up"] == 0
+    assert health(result, url)["last_success_seconds"] is None
