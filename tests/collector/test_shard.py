@@ -207,7 +207,9 @@ def test_jobs_add_up_across_shards(whole_and_shards: tuple[Snapshot, list[Snapsh
     assert summed["accelerators"].to_list() == expected["accelerators"].cast(pl.Int64).to_list()
     assert summed["power_watts"].to_list() == pytest.approx(expected["power_watts"].to_list())
     # A job spanning buildings of several shards is reported by each, with its share.
-    assert any(shards[0].jobs["job"].is_in(shard.jobs["job"].implode()).any() for shard in shards[1:])
+    assert any(
+        shards[0].jobs["job"].is_in(shard.jobs["job"].implode()).any() for shard in shards[1:]
+    )
 
 
 def test_meters_are_partitioned_and_the_site_meter_is_shard_ones(
