@@ -11,30 +11,28 @@ from exporters.contract.thresholds import Thresholds, format_duration
 
 def _cycles(series: Series, t: Thresholds) -> list[Alert]:
     c = t.collector
-    busy_window = t.window(c.busy_window)
+    window = t.window(c.skipped_window)
+    cycles, skipped = series("process", "cycles"), series("process", "skipped")
     lookback = t.window(c.failures_lookback)
     stalled = format_duration(c.stalled_after)
     return [
         Alert(
             name="CollectorCycleOverrun",
             severity="warning",
-            # Mean cycle time x cycles per second: the share of wall time spent in cycles.
-            # An overrunning cycle starts the next at once, so the share nears 1.
             expr=(
-                f"avg_over_time({series('process', 'cycle_seconds')}[{busy_window}])\n"
-                f"* rate({series('process', 'cycles')}[{busy_window}])\n"
-                f"> {num(c.busy_ratio.value)}"
+                f"rate({skipped}[{window}])\n"
+                f"/ (rate({cycles}[{window}]) + rate({skipped}[{window}]))\n"
+                f"> {num(c.skipped_ratio.value)}"
             ),
-            for_seconds=c.busy_ratio.for_,
+            for_seconds=c.skipped_ratio.for_,
             summary="The collector's cycles overrun their interval.",
             description=(
-                f"The collector at {{{{ $labels.instance }}}} spent {PERCENT} of the last "
-                f"{busy_window} running cycles: they take as long as the interval or longer, "
-                "so readings arrive late and cycles are skipped."
+                f"The collector at {{{{ $labels.instance }}}} skipped {PERCENT} of its cycle "
+                f"slots over the last {window}: its cycles take longer than the interval, so "
+                "readings arrive late and less often."
             ),
             words=(
-                f"share of wall time spent in cycles over {busy_window} above "
-                f"{percent(c.busy_ratio.value)}"
+                f"share of cycle slots skipped over {window} above {percent(c.skipped_ratio.value)}"
             ),
             entity=("instance",),
         ),

@@ -36,8 +36,7 @@ def _accelerator_temperature(series: Series, t: Thresholds) -> list[Alert]:
 
 def _cooling(t: Thresholds) -> list[Alert]:
     window = t.window(t.thermal.cooling_window)
-    window_seconds = max(t.thermal.cooling_window * t.window_scale, t.min_window)
-    steady = t.thermal.cooling_load_change_ratio
+    steady = t.thermal.cooling_load_change_per_minute
     labels = ("building", "hall")
     return [
         Alert(
@@ -46,7 +45,7 @@ def _cooling(t: Thresholds) -> list[Alert]:
             expr=(
                 f"deriv({HALL_TEMPERATURE}[{window}]) * 60 > {num(limit.value)}\n"
                 "and on (building, hall)\n"
-                f"abs(deriv({HALL_RACK_POWER}[{window}])) * {num(window_seconds)}\n"
+                f"abs(deriv({HALL_RACK_POWER}[{window}])) * 60\n"
                 f"< {num(steady)} * avg_over_time({HALL_RACK_POWER}[{window}])"
             ),
             for_seconds=limit.for_,
@@ -54,12 +53,12 @@ def _cooling(t: Thresholds) -> list[Alert]:
             description=(
                 f"{sentence(entity(labels))} warms by "
                 '{{ $value | printf "%.2f" }} °C/min over the last '
-                f"{window} while its power stays within {percent(steady)}."
+                f"{window} while its power changes by less than {percent(steady)} a minute."
             ),
             words=(
                 f"hall temperature (mean of its racks' hottest chips) climbing faster than "
                 f"{num(limit.value)} °C/min over {window} while hall power changes by less "
-                f"than {percent(steady)}"
+                f"than {percent(steady)} a minute"
             ),
             entity=labels,
         )

@@ -197,7 +197,7 @@ def build(config: BoardConfig) -> model.Dashboard:
 
     grid.section("Cycles and exposition")
     cycle_seconds = series("process", "cycle_seconds")
-    busy_window = t.window(collector.busy_window)
+    skipped_window = t.window(collector.skipped_window)
     grid.add(
         timeseries_panel(
             "Cycle and render duration",
@@ -216,19 +216,20 @@ def build(config: BoardConfig) -> model.Dashboard:
     )
     grid.add(
         timeseries_panel(
-            "Time spent in cycles",
-            f"Share of wall time the collector spent running cycles over {busy_window}: near "
-            "100 % the cycles take as long as the interval. The dashed line is the "
+            "Cycle slots skipped",
+            f"Share of the collector's cycle slots skipped over {skipped_window}: a cycle that "
+            "runs past the next slot makes the collector skip it. The dashed line is the "
             "overrunning-cycles alert's limit.",
             [
                 query(
-                    f"avg_over_time({cycle_seconds}[{busy_window}])\n"
-                    f"* rate({series('process', 'cycles')}[{busy_window}])",
+                    f"rate({series('process', 'skipped')}[{skipped_window}])\n"
+                    f"/ (rate({series('process', 'cycles')}[{skipped_window}])\n"
+                    f"+ rate({series('process', 'skipped')}[{skipped_window}]))",
                     "{{instance}}",
                 )
             ],
             units.PercentUnit,
-            rising(collector.busy_ratio.value),
+            rising(collector.skipped_ratio.value),
         ),
         8,
         8,

@@ -215,11 +215,18 @@ class ThermalThresholds(_Frozen):
     # Cooling: a hall's temperature (the mean of its racks' hottest chips) climbing while its
     # load holds. Die temperature follows power at once (site-model.md section 2), so a climb
     # at steady load is the air or water side ([A]: 0.5 °C/min reaches a 95 °C limit from
-    # 75 °C in 40 min; 1 °C/min in 20).
+    # 75 °C in 40 min; 1 °C/min in 20). Both trends are fitted over the window.
     cooling_celsius_per_minute: Above = _above(0.5, 5 * MINUTE, 1.0, 5 * MINUTE)
     cooling_window: Duration = 10 * MINUTE
-    # "Load holds": the hall's power trend over the window changes it by less than this.
-    cooling_load_change_ratio: Ratio = 0.05
+    # "Load holds": the hall's power trend is below this share of its power per minute (10 %
+    # over the 10 min window). A chip warms ~0.45 °C per 1 % more power at its 500 W TDP
+    # (0.09 °C/W, [A] the simulator's thermal resistance), so a load within this trend
+    # explains at most ~0.45 °C/min, under the warning climb. Per minute, like the climb, so
+    # the two keep their relation when windows are scaled. A training job's square wave,
+    # sampled at random phases, makes both trends noisy: over 10 min of 15 s scrapes the
+    # power trend wanders ~0.3 %/min and the temperature trend ~0.15 °C/min, so a window
+    # much shorter than 10 min judges noise.
+    cooling_load_change_per_minute: Ratio = 0.01
 
 
 class AcceleratorThresholds(_Frozen):
@@ -353,10 +360,11 @@ class DataQualityThresholds(_Frozen):
 
 
 class CollectorThresholds(_Frozen):
-    # Share of wall time the cycle loop spends in cycles, over the window. An overrunning
-    # cycle starts the next one at once, so the loop is busy all the time ([A]).
-    busy_ratio: Limit = Limit(value=0.9, for_=5 * MINUTE)
-    busy_window: Duration = 5 * MINUTE
+    # Share of the cycle slots skipped over the window: a cycle that runs past the next
+    # slot makes the collector skip it rather than queue it. One slow cycle in five minutes
+    # is noise; a tenth of the slots is a collector that cannot keep its interval ([A]).
+    skipped_ratio: Limit = Limit(value=0.1, for_=5 * MINUTE)
+    skipped_window: Duration = 5 * MINUTE
     # Any failed cycle within the look-back ([A]).
     failures_lookback: Duration = 10 * MINUTE
     # No completed cycle for this long ([A]: twelve cycles at the default interval).

@@ -404,11 +404,12 @@ def _band_energy(value: float, samples: int) -> list[dict[str, str]]:
     ]
 
 
-def _busy(value: float, samples: int) -> list[dict[str, str]]:
-    """10 s cycles, completed at ``value`` / 10 per second: the loop busy ``value`` of the time."""
+def _skipping(value: float, samples: int) -> list[dict[str, str]]:
+    """A collector that skips ``value`` of its cycle slots: of every 10 slots, 10 x value
+    skipped and the rest run."""
     return [
-        series("process", "cycle_seconds", INSTANCE, constant(10, samples)),
-        series("process", "cycles", INSTANCE, rising(0, value * STEP / 10, samples)),
+        series("process", "cycles", INSTANCE, rising(0, (1 - value) * 10, samples)),
+        series("process", "skipped", INSTANCE, rising(0, value * 10, samples)),
     ]
 
 
@@ -626,13 +627,12 @@ def probes(t: Thresholds) -> list[Probe]:
         Probe(
             "CollectorCycleOverrun",
             "warning",
-            col.busy_ratio.value,
+            col.skipped_ratio.value,
             "above",
-            col.busy_ratio.for_,
-            _busy,
+            col.skipped_ratio.for_,
+            _skipping,
             INSTANCE,
-            # rate() reads low until its window holds a full window of samples.
-            true_from=col.busy_window,
+            true_from=STEP,  # rate() needs two samples
         )
     )
     found.append(
@@ -993,7 +993,7 @@ def special_groups(t: Thresholds) -> list[Special]:
     warn = th.cooling_celsius_per_minute.limits()[-1][1]  # the fastest climb allowed
     window_seconds = th.cooling_window
     samples = int((window_seconds + warn.for_) / STEP) + 4
-    rise = 4 * th.cooling_load_change_ratio  # the load rises 4x the steady share per window
+    rise = 4 * th.cooling_load_change_per_minute  # 4x the steady trend, per minute
     inputs = []
     for rack_name in ("B01-H1-R01-K01", "B01-H1-R01-K02"):
         labels = {**entity_labels("rack", rack=rack_name), **INSTANCE}
@@ -1008,7 +1008,7 @@ def special_groups(t: Thresholds) -> list[Special]:
                 "rack",
                 "power_watts",
                 labels,
-                rising(20_000, 20_000 * rise * STEP / window_seconds, samples),
+                rising(20_000, 20_000 * rise * STEP / 60, samples),
             ),
         ]
     groups.append(
