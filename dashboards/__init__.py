@@ -1,5 +1,9 @@
-"""Dashboards and alerting rules, generated from the metric table (exporters.contract).
+"""Dashboards and alerting rules, generated from the metric table and the alert thresholds
+(exporters.contract).
 
-Empty for now: rules and dashboards read the same table as the exposition and docs, so a
-metric they name that does not exist fails a test.
+Rules: ``recording`` (totals, energy rates, PUE, 30-day energy, grid meter ratings) and
+``alerts`` (one module per topic) build the rule files under ``dashboards/rules/``;
+``generate`` writes them with docs/alerts.md. Dashboards: ``boards`` build the Grafana JSON
+under ``dashboards/grafana/``. Every series they read is looked up in the metric table, so a
+metric that does not exist fails at generation time and in the tests.
 """
