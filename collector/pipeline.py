@@ -152,6 +152,12 @@ class Pipeline:
             job_energy_joules=dict(self._job_energy.rows()),
             job_energy_total_joules=self._job_energy_total,
             unallocated_energy_total_joules=self._unallocated_energy_total,
+            sources={
+                source.name: state
+                for source in self.sources
+                if callable(getattr(source, "counter_state", None))
+                and (state := source.counter_state())  # type: ignore[attr-defined]
+            },
         )
 
     def restore(self, stored: Counters) -> None:
@@ -177,6 +183,10 @@ class Pipeline:
         )
         self._job_energy_total = stored.job_energy_total_joules
         self._unallocated_energy_total = stored.unallocated_energy_total_joules
+        for source in self.sources:
+            restore = getattr(source, "restore_counter_state", None)
+            if callable(restore) and source.name in stored.sources:
+                restore(stored.sources[source.name])
 
     def _read(self, source: Source, now: float) -> SampleBatch | None:
         started = time.perf_counter()

@@ -64,6 +64,8 @@ class Counters:
     job_energy_joules: Mapping[str, float] = field(default_factory=dict)
     job_energy_total_joules: float = 0.0
     unallocated_energy_total_joules: float = 0.0
+    # Counter state a source keeps itself (the simulated PDUs' meters), by source and name.
+    sources: Mapping[str, Mapping[str, FloatArray]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,11 @@ class StateStore:
         }
         arrays = {f"energy_{kind}": counters.energy_joules[kind] for kind in ENERGY_KINDS}
         arrays["rack_energy"] = counters.rack_energy_joules
+        stored_sources: dict[str, dict[str, str]] = {}
+        for index, (name, state) in enumerate(sorted(counters.sources.items())):
+            stored_sources[name] = {key: f"source_{index}_{key}" for key in state}
+            arrays.update({f"source_{index}_{key}": values for key, values in state.items()})
+        header["sources"] = stored_sources
         arrays["header"] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
         temporary = self.path.with_name(f"{STATE_FILE}.tmp-{os.getpid()}")
         try:
@@ -220,6 +227,12 @@ class StateStore:
                 job_energy_joules={str(j): _joules(e) for j, e in header["jobs"].items()},
                 job_energy_total_joules=_joules(header["job_energy_total_joules"]),
                 unallocated_energy_total_joules=_joules(header["unallocated_energy_total_joules"]),
+                sources={
+                    str(name): {
+                        str(key): _finite(arrays[str(array)]) for key, array in keys.items()
+                    }
+                    for name, keys in header.get("sources", {}).items()
+                },
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise _Untrusted(f"its header is incomplete ({type(error).__name__})") from None
@@ -258,6 +271,12 @@ def _joules(value: object) -> float:
     if not (np.isfinite(joules) and joules >= 0):
         raise ValueError("energy is finite and 0 or more")
     return joules
+
+
+def _finite(values: FloatArray) -> FloatArray:
+    if values.dtype != np.float64 or not np.all(np.isfinite(values)):
+        raise ValueError("a source's counter is not a finite float")
+    return values.copy()
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -96,7 +96,7 @@ class CycleRunner:
         monotonic: Callable[[], float] = time.monotonic,
         scenario: ScenarioRun | None = None,
         state: StateStore | None = None,
-        state_every_seconds: float = 5.0,
+        state_every_seconds: float = 0.0,
     ) -> None:
         self.pipeline = pipeline
         self.scenario = scenario  # the incident scenario its sources play, if any
@@ -112,8 +112,8 @@ class CycleRunner:
         # queued (catching up would only read the same sources again, late).
         self.skipped = 0
         self.process_start_seconds = PROCESS_START_SECONDS
-        # The counters' state directory (collector.state): saved at most every
-        # state_every_seconds, and when the runner stops.
+        # The counters' state directory (collector.state): saved with every cycle (at most
+        # every state_every_seconds), and when the runner stops.
         self.state = state
         self.state_every_seconds = state_every_seconds
         self._last_saved: float | None = None
@@ -139,6 +139,9 @@ class CycleRunner:
         started = time.perf_counter()
         gzipped = gzip_body(rendered.body)
         published = Published(snapshot, rendered, gzipped, time.perf_counter() - started)
+        # Saved before it is published: no scraper ever sees a counter the state does not hold,
+        # so a kill -9 at any moment never takes a counter backwards.
+        self.save_state()
         self._latest = published  # one reference swap: readers see a whole cycle or the last
         return published
 
@@ -170,7 +173,6 @@ class CycleRunner:
                 self.failures += 1
                 log.exception("cycle failed; serving the previous one")
             self.cycle_started = None
-            self.save_state()
             next_start += self.interval_seconds
             now = self._monotonic()
             if now > next_start:  # overran: skip the slots it ran into, start at the next one

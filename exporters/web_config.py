@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import ssl
@@ -128,43 +129,53 @@ def parse_web_config(text: str, base: Path, source: str = "<web config>") -> Web
     WebConfigError listing every problem, each with its line."""
     data = yaml_mapping(text, source, WebConfigError, empty_is_defaults=True)
     lines = line_index(text)
+    problems: list[ConfigProblem] = []
+    spec: WebConfigFile | None = None
     try:
         spec = WebConfigFile.model_validate(data)
     except ValidationError as error:
-        found = [
+        problems += [
             ConfigProblem(
                 problem.location, problem.message.removeprefix("Value error, "), problem.line
             )
             for problem in validation_problems(error, lines)
         ]
-        raise WebConfigError(source, found) from None
-    tls = spec.tls_server_config
-    if tls is None:
-        return WebConfig(source, users={u: h.encode() for u, h in spec.basic_auth_users.items()})
-    cert, key = base / tls.cert_file, base / tls.key_file
-    client_ca = base / tls.client_ca_file if tls.client_ca_file else None
-    problems: list[ConfigProblem] = []
-    for name, path in (("cert_file", cert), ("key_file", key), ("client_ca_file", client_ca)):
-        if path is not None and not path.is_file():
-            problems.append(located(lines, ("tls_server_config", name), f"no such file: {path}"))
-    if not problems:
-        problems += _tls_problems(cert, key, client_ca, lines)
-    if tls.client_auth_type == "RequireAndVerifyClientCert" and client_ca is None:
-        problems.append(
-            located(
-                lines,
-                ("tls_server_config", "client_auth_type"),
-                "RequireAndVerifyClientCert needs client_ca_file",
+    # The TLS files are checked whenever their section is valid, so one run lists everything.
+    tls: TlsServerConfig | None = spec.tls_server_config if spec is not None else None
+    if spec is None and isinstance(data.get("tls_server_config"), dict):
+        with contextlib.suppress(ValidationError):  # reported above already
+            tls = TlsServerConfig.model_validate(data["tls_server_config"])
+    cert = key = client_ca = None
+    if tls is not None:
+        cert, key = base / tls.cert_file, base / tls.key_file
+        client_ca = base / tls.client_ca_file if tls.client_ca_file else None
+        missing = [
+            located(lines, ("tls_server_config", name), f"no such file: {path}")
+            for name, path in (
+                ("cert_file", cert),
+                ("key_file", key),
+                ("client_ca_file", client_ca),
             )
-        )
-    if problems:
-        raise WebConfigError(source, problems)
+            if path is not None and not path.is_file()
+        ]
+        problems += missing or _tls_problems(cert, key, client_ca, lines)
+        if tls.client_auth_type == "RequireAndVerifyClientCert" and client_ca is None:
+            problems.append(
+                located(
+                    lines,
+                    ("tls_server_config", "client_auth_type"),
+                    "RequireAndVerifyClientCert needs client_ca_file",
+                )
+            )
+    if problems or spec is None:
+        raise WebConfigError(source, sorted(problems, key=lambda problem: problem.line or 0))
     return WebConfig(
         source,
         cert_file=cert,
         key_file=key,
         client_ca_file=client_ca,
-        require_client_cert=tls.client_auth_type == "RequireAndVerifyClientCert",
+        require_client_cert=tls is not None
+        and tls.client_auth_type == "RequireAndVerifyClientCert",
         users={user: hashed.encode() for user, hashed in spec.basic_auth_users.items()},
     )
 

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from collector import schemas
@@ -160,6 +162,16 @@ class DeadlineSource:
                 schema=schemas.PROBLEMS,
             ),
         )
+
+    def counter_state(self) -> dict[str, npt.NDArray[np.float64]]:
+        """The inner source's own counter state, if it keeps any (collector.state)."""
+        state = getattr(self.inner, "counter_state", None)
+        return dict(state()) if callable(state) else {}
+
+    def restore_counter_state(self, stored: Mapping[str, npt.NDArray[np.float64]]) -> None:
+        restore = getattr(self.inner, "restore_counter_state", None)
+        if callable(restore):
+            restore(stored)
 
     def close(self) -> None:
         close = getattr(self.inner, "close", None)
