@@ -63,11 +63,29 @@ def alerts_markdown(thresholds: Thresholds = DEFAULT_THRESHOLDS) -> str:
         "(`deploy/alertmanager/alertmanager.yml`).",
         "",
         "To render the same rules with other thresholds (a YAML file with any subset of the "
-        "fields; `for_scale` and `window_scale` shorten every `for:` and look-back window):",
+        "fields; `for_scale` and `window_scale` shorten every `for:`, look-back window and age "
+        "limit):",
         "",
         "```sh",
         "python -m dashboards.generate --thresholds my-thresholds.yml --out rules/",
         "```",
+        "",
+        "For a demonstration that must see alerts fire within minutes (`gigawatt serve --preset "
+        "demo --interval 2 --scenario FILE`, Prometheus scraping every 2 s), a thresholds file "
+        "such as this one keeps every rule and shortens its clocks:",
+        "",
+        "```yaml",
+        "for_scale: 0.02     # 3 h -> 216 s, 5 min -> 6 s",
+        "window_scale: 0.1   # look-back windows and age limits: 10 min -> 1 min",
+        "min_window: 20s     # never fewer than ten 2 s scrapes in a window",
+        "thermal: {cooling_window: 40m}   # 4 min once scaled: see below",
+        "```",
+        "",
+        "- A training job's square wave, sampled at random phases, makes a hall's temperature "
+        "and power trends noisy: `HallCoolingDegraded` needs a window of several minutes of "
+        "scrapes to tell a cooling fault from that noise.",
+        "- Start the collector before Prometheus: `CollectorAbsent` fires once Prometheus has "
+        "seen no gigawatt series for `absent_for` (scaled by `for_scale`).",
         "",
     ]
     for group in alert_groups(thresholds):

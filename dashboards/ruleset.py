@@ -8,7 +8,7 @@ entity. Every alert carries ``severity`` and, from its name, ``runbook_url`` poi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import yaml
@@ -59,7 +59,6 @@ class Group:
     rules: tuple[Recording | Alert, ...]
     interval_seconds: float | None = None  # None: Prometheus' global evaluation interval
     topic: str = ""  # a heading for docs/alerts.md
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def document(self, thresholds: Thresholds) -> dict[str, Any]:
         group: dict[str, Any] = {"name": self.name}

@@ -44,11 +44,12 @@ def _errors(series: Series, t: Thresholds) -> list[Alert]:
 def _silent(series: Series, t: Thresholds) -> Alert:
     silent = series("anomaly", "silent_seconds", 'reason="silent"')
     labels = _labels("anomaly", "silent_seconds")
-    after = format_duration(t.accelerators.silent_after)
+    silent_after = t.age(t.accelerators.silent_after)
+    after = format_duration(silent_after)
     return Alert(
         name="AcceleratorStoppedReporting",
         severity="warning",
-        expr=f"max without (reason) ({silent}) > {num(t.accelerators.silent_after)}",
+        expr=f"max without (reason) ({silent}) > {num(silent_after)}",
         for_seconds=0.0,
         summary="An accelerator that reported before has stopped reporting.",
         description=f"{sentence(entity(labels))} last reported {DURATION} ago.",

@@ -14,7 +14,8 @@ def _cycles(series: Series, t: Thresholds) -> list[Alert]:
     window = t.window(c.skipped_window)
     cycles, skipped = series("process", "cycles"), series("process", "skipped")
     lookback = t.window(c.failures_lookback)
-    stalled = format_duration(c.stalled_after)
+    stalled_after = t.age(c.stalled_after)
+    stalled = format_duration(stalled_after)
     return [
         Alert(
             name="CollectorCycleOverrun",
@@ -52,7 +53,7 @@ def _cycles(series: Series, t: Thresholds) -> list[Alert]:
         Alert(
             name="CollectorStalled",
             severity="critical",
-            expr=f"time() - {series('process', 'timestamp_seconds')} > {num(c.stalled_after)}",
+            expr=f"time() - {series('process', 'timestamp_seconds')} > {num(stalled_after)}",
             for_seconds=0.0,
             summary="The collector completed no cycle lately: every series it serves is old.",
             description=(

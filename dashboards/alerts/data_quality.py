@@ -13,7 +13,8 @@ from exporters.contract.thresholds import Thresholds, format_duration
 def _sources(series: Series, t: Thresholds) -> list[Alert]:
     q = t.data_quality
     labels = labels_of("source", "up")
-    stale = format_duration(q.stale_after)
+    stale_after = t.age(q.stale_after)
+    stale = format_duration(stale_after)
     return [
         Alert(
             name="SourceDown",
@@ -33,7 +34,7 @@ def _sources(series: Series, t: Thresholds) -> list[Alert]:
             severity="warning",
             expr=(
                 f"time() - {series('source', 'last_success_timestamp_seconds')} "
-                f"> {num(q.stale_after)}"
+                f"> {num(stale_after)}"
             ),
             for_seconds=0.0,
             summary="A target's data is stale: no successful read lately.",
