@@ -38,7 +38,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-generate: $(STAMP) ## rewrite generated files (docs/metrics.md)
+generate: $(STAMP) ## rewrite generated files: docs/metrics.md, docs/alerts.md, rules, dashboards
 	$(BIN)/gigawatt generate
 
 bench: $(STAMP) ## campus cycle benchmark, side by side with prometheus_client
