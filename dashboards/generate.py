@@ -63,8 +63,8 @@ def alerts_markdown(thresholds: Thresholds = DEFAULT_THRESHOLDS) -> str:
         "(`deploy/alertmanager/alertmanager.yml`).",
         "",
         "To render the same rules with other thresholds (a YAML file with any subset of the "
-        "fields; `for_scale` and `window_scale` shorten every `for:`, look-back window and age "
-        "limit):",
+        "fields; `for_scale` and `window_scale` shorten every `for:` and look-back window; age "
+        "limits such as `data_quality.stale_after` are set as they are):",
         "",
         "```sh",
         "python -m dashboards.generate --thresholds my-thresholds.yml --out rules/",
@@ -76,9 +76,11 @@ def alerts_markdown(thresholds: Thresholds = DEFAULT_THRESHOLDS) -> str:
         "",
         "```yaml",
         "for_scale: 0.02     # 3 h -> 216 s, 5 min -> 6 s",
-        "window_scale: 0.1   # look-back windows and age limits: 10 min -> 1 min",
+        "window_scale: 0.1   # look-back windows: 10 min -> 1 min",
         "min_window: 20s     # never fewer than ten 2 s scrapes in a window",
         "thermal: {cooling_window: 40m}   # 4 min once scaled: see below",
+        "accelerators: {silent_after: 20s}",
+        "data_quality: {stale_after: 20s}",
         "```",
         "",
         "- A training job's square wave, sampled at random phases, makes a hall's temperature "

@@ -44,7 +44,7 @@ def _errors(series: Series, t: Thresholds) -> list[Alert]:
 def _silent(series: Series, t: Thresholds) -> Alert:
     silent = series("anomaly", "silent_seconds", 'reason="silent"')
     labels = _labels("anomaly", "silent_seconds")
-    silent_after = t.age(t.accelerators.silent_after)
+    silent_after = t.accelerators.silent_after
     after = format_duration(silent_after)
     return Alert(
         name="AcceleratorStoppedReporting",

@@ -14,7 +14,7 @@ def _cycles(series: Series, t: Thresholds) -> list[Alert]:
     window = t.window(c.skipped_window)
     cycles, skipped = series("process", "cycles"), series("process", "skipped")
     lookback = t.window(c.failures_lookback)
-    stalled_after = t.age(c.stalled_after)
+    stalled_after = c.stalled_after
     stalled = format_duration(stalled_after)
     return [
         Alert(

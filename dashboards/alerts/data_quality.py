@@ -13,7 +13,7 @@ from exporters.contract.thresholds import Thresholds, format_duration
 def _sources(series: Series, t: Thresholds) -> list[Alert]:
     q = t.data_quality
     labels = labels_of("source", "up")
-    stale_after = t.age(q.stale_after)
+    stale_after = q.stale_after
     stale = format_duration(stale_after)
     return [
         Alert(

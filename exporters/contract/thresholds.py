@@ -14,9 +14,10 @@ once, each with its dotted location and line::
     for_scale: 0.01    # every for: a hundredth as long (tests, demonstrations)
 
 ``for_scale`` and ``window_scale`` render the same rules with shorter ``for:`` durations and
-shorter look-back windows and age limits, so an end-to-end test sees every alert fire within
-minutes; a scaled window never drops below ``min_window`` (a window needs a few scrapes to
-hold any sample).
+look-back windows, so an end-to-end test sees every alert fire within minutes; a scaled window
+never drops below ``min_window`` (a window needs a few scrapes to hold any sample). Age limits
+compared inside an expression (``stale_after``, ``silent_after``, ``stalled_after``) are
+thresholds: a short run sets them itself.
 """
 
 from __future__ import annotations
@@ -400,12 +401,7 @@ class Thresholds(_Frozen):
 
     def window(self, seconds: float) -> str:
         """A look-back window, scaled by window_scale and never below min_window."""
-        return format_duration(self.age(seconds))
-
-    def age(self, seconds: float) -> float:
-        """An age limit (data stale, a chip silent, no cycle for) in seconds, scaled like a
-        window: a short demonstration needs them short too."""
-        return max(seconds * self.window_scale, self.min_window)
+        return format_duration(max(seconds * self.window_scale, self.min_window))
 
 
 DEFAULT_THRESHOLDS = Thresholds()
