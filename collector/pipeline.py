@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -66,6 +67,16 @@ class Snapshot:
     problems: pl.DataFrame  # cumulative: source, reason, problems
     accepted: pl.DataFrame  # cumulative: source, kind, samples
     rejected: pl.DataFrame  # cumulative: source, kind, reason, samples
+
+
+def _counter_keeper(source: object) -> Any:
+    """The source, or the source it wraps (``inner``: a scenario, a shard, a deadline), that
+    keeps counters of its own (``counter_state``); None if none does."""
+    while source is not None:
+        if callable(getattr(source, "counter_state", None)):
+            return source
+        source = getattr(source, "inner", None)
+    return None
 
 
 def meter_ratings(topology: Topology) -> dict[str, float]:
@@ -155,8 +166,8 @@ class Pipeline:
             sources={
                 source.name: state
                 for source in self.sources
-                if callable(getattr(source, "counter_state", None))
-                and (state := source.counter_state())  # type: ignore[attr-defined]
+                if (keeper := _counter_keeper(source)) is not None
+                and (state := keeper.counter_state())
             },
         )
 
@@ -184,9 +195,9 @@ class Pipeline:
         self._job_energy_total = stored.job_energy_total_joules
         self._unallocated_energy_total = stored.unallocated_energy_total_joules
         for source in self.sources:
-            restore = getattr(source, "restore_counter_state", None)
-            if callable(restore) and source.name in stored.sources:
-                restore(stored.sources[source.name])
+            keeper = _counter_keeper(source)
+            if keeper is not None and source.name in stored.sources:
+                keeper.restore_counter_state(stored.sources[source.name])
 
     def _read(self, source: Source, now: float) -> SampleBatch | None:
         started = time.perf_counter()

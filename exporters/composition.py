@@ -148,6 +148,9 @@ def service_sources(
     else:
         simulation = SimulationConfig(seed=settings.seed, workload=settings.workload)
         sources = [SimulatedSource(topology, simulation)]
+    # Each source's own reads under the cycle's budget (collector.sources.deadline); a
+    # scenario's effects and a shard's cut act on what arrives, in the cycle itself.
+    sources = with_deadlines(sources, read_budget_seconds(settings.interval_seconds))
     if scenario is not None:
         sources = play(sources, scenario, topology)
     return sources if shard is None else [ShardSource(source, shard) for source in sources]
@@ -195,10 +198,7 @@ def build_runner(settings: ServiceSettings, clock: Callable[[], float] = time.ti
     topology = service_topology(site_topology, shard)
     grid = load_grid_config(settings.grid_config) if settings.grid_config else GridConfig()
     scenario = service_scenario(settings, site_topology, clock())
-    sources = with_deadlines(
-        service_sources(settings, site_topology, scenario, shard),
-        read_budget_seconds(settings.interval_seconds),
-    )
+    sources = service_sources(settings, site_topology, scenario, shard)
     state: StateStore | None = None
     try:
         pipeline = (Pipeline if shard is None else ShardPipeline)(

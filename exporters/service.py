@@ -28,7 +28,7 @@ from exporters.exposition import Rendered, Renderer
 
 log = logging.getLogger(__name__)
 
-# When this process started (Unix seconds): exposed as process_start_time_seconds, so a
+# When this process started (Unix seconds): exposed as the process start time, so a
 # restart shows in the exposition even where every counter continued from the state.
 PROCESS_START_SECONDS = time.time()
 # How long stop() waits for the cycle thread: SIGTERM ends the process within 5 s whatever a
@@ -157,6 +157,7 @@ class CycleRunner:
 
     def _cycles(self) -> None:
         next_start = self._monotonic()
+        overrunning = False  # logged when a run of overruns starts, not every cycle
         while not self._stop.is_set():
             self.cycle_started = self._monotonic()
             try:
@@ -179,11 +180,16 @@ class CycleRunner:
                 missed = math.ceil((now - next_start) / self.interval_seconds)
                 self.skipped += missed
                 next_start += missed * self.interval_seconds
-                log.warning(
-                    "cycle overran its %g s interval: %d cycle(s) skipped",
-                    self.interval_seconds,
-                    missed,
-                )
+                if not overrunning:
+                    log.warning(
+                        "cycle overran its %g s interval: %d cycle(s) skipped; counted among "
+                        "the skipped cycles, logged again after a cycle on time",
+                        self.interval_seconds,
+                        missed,
+                    )
+                overrunning = True
+            else:
+                overrunning = False
             self._stop.wait(max(0.0, next_start - self._monotonic()))
 
     def save_state(self, force: bool = False) -> None:

@@ -187,6 +187,10 @@ def with_deadlines(sources: Sequence[Source], budget_seconds: float) -> list[Sou
 
 def cancel_reads(sources: Sequence[object]) -> None:
     """Wake every cycle waiting on a read of ``sources`` (those wrapped by with_deadlines)."""
-    for source in sources:
-        if isinstance(source, DeadlineSource):
-            source.group.cancel()
+    for outer in sources:
+        source: object = outer
+        while source is not None:  # under a scenario's or a shard's wrapper
+            if isinstance(source, DeadlineSource):
+                source.group.cancel()
+                break
+            source = getattr(source, "inner", None)

@@ -16,7 +16,6 @@ from collector.grid.config import GridConfigError
 from collector.inventory import InventoryError
 from collector.scenarios import ScenarioError
 from collector.sources import registry
-from collector.sources.deadline import DeadlineSource
 from exporters.api import create_app
 from exporters.composition import ServiceSettings, build_app, build_runner
 from exporters.service import CycleRunner
@@ -50,13 +49,6 @@ def meters(tmp_path: Path, inventory_entity: str = "B01-H1-R01-K01/A") -> Path:
         encoding="utf-8",
     )
     return collectors
-
-
-def deadlined(runner: CycleRunner) -> list[DeadlineSource]:
-    """The runner's sources, each read under the cycle's deadline."""
-    sources = runner.pipeline.sources
-    assert all(isinstance(source, DeadlineSource) for source in sources)
-    return [source for source in sources if isinstance(source, DeadlineSource)]
 
 
 def test_the_service_builds_each_source_once_and_closes_it_when_it_stops(
@@ -132,7 +124,7 @@ def test_the_scenario_is_played_and_the_api_says_what_is_under_way(tmp_path: Pat
     times = iter([START, START + 20.0, START + 20.0])  # build, one cycle, the API's now
     settings = ServiceSettings(preset="demo", scenario=scenario)
     runner = build_runner(settings, clock=lambda: next(times))
-    assert [type(source.inner).__name__ for source in deadlined(runner)] == ["ScenarioSource"]
+    assert [type(source).__name__ for source in runner.pipeline.sources] == ["ScenarioSource"]
     snapshot = runner.run_once().snapshot
     tripped = snapshot.feeds.filter(pl.col("rack_index") == 16)["power_watts"].to_list()
     assert tripped[0] == 0.0 and tripped[1] > 0
