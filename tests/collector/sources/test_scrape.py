@@ -517,7 +517,7 @@ def test_a_mapping_bug_costs_only_its_own_target(
 
 @pytest.mark.parametrize(
     "body",
-    [b"\x00\x01garbage{{{ not exposition\n" * 20, b"dcgm_gpu_temp{gpu=\"0\"} 5\xff\xfe\n"],
+    [b"\x00\x01garbage{{{ not exposition\n" * 20, b'dcgm_gpu_temp{gpu="0"} 5\xff\xfe\n'],
     ids=["garbage", "invalid-utf8"],
 )
 def test_a_target_that_gives_no_reading_is_not_up(body: bytes) -> None:
