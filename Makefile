@@ -20,8 +20,8 @@ install: $(STAMP)
 run: $(STAMP) ## serve the full simulated campus on 127.0.0.1:9640
 	$(BIN)/gigawatt serve $(ARGS)
 
-demo: $(STAMP) ## serve the one-building demo site, a cycle every 5 s
-	$(BIN)/gigawatt serve --preset demo --interval 5 $(ARGS)
+demo: $(STAMP) ## serve the one-building demo site, mitigated (README), a cycle every 5 s
+	$(BIN)/gigawatt serve --preset demo --interval 5 --power-floor 0.9 --ramp-limit 50 $(ARGS)
 
 stack: $(STAMP) ## the compose demo from local binaries on 127.0.0.1 (docs/scaling.md); Ctrl-C stops it
 	$(BIN)/python deploy/stack.py $(ARGS)

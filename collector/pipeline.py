@@ -8,6 +8,7 @@ of HTTP or Prometheus; exporters read its Snapshot.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -387,7 +388,9 @@ class Pipeline:
         delta = rack_energy - self._rack_energy
         self._rack_energy = rack_energy
         per_job, unallocated = rollup.attribute_energy(delta, allocations, delta.size)
-        self._job_energy_total += float(per_job["joules"].sum())
+        # fsum: exact whatever order the jobs come in (a group-by's order is not fixed), so
+        # the counter is the same to the last digit on every run.
+        self._job_energy_total += math.fsum(per_job["joules"].to_list())
         self._unallocated_energy_total += unallocated
         # Counters for the jobs still reported; a finished job's series simply ends.
         energy = (

@@ -150,6 +150,12 @@ class Steps:
     base: Color
     steps: tuple[tuple[float, Color], ...] = ()
 
+    def gauge_maximum(self, floor: float = 1.0) -> float:
+        """Where a gauge of these colours should end: ``floor`` (100 % for a ratio), or a
+        fifth past the highest step when that lies beyond it, so the last colour shows."""
+        highest = max((value for value, _ in self.steps), default=floor)
+        return floor if highest < floor else round(highest * 1.2, 2)
+
     def build(self) -> dashboard_builder.ThresholdsConfig:
         # Grafana reads the first step as the base (-Infinity) whatever its value, and saves
         # it as null; the schema wants a number, so the base carries the lowest finite one.
@@ -381,14 +387,14 @@ def power_timeseries(
 def ratio_gauge(
     title: str, description: str, target: prometheus.Dataquery, thresholds: Steps
 ) -> gauge.Panel:
-    """A ratio (utilization, reporting share) as a percent gauge from 0 to 100 %, its arc
-    coloured by ``thresholds``; one gauge per series."""
+    """A ratio (utilization, reporting share) as a percent gauge from 0 to 100 % (further
+    when a threshold lies beyond), its arc coloured by ``thresholds``; one gauge per series."""
     panel = (
         gauge.Panel()
         .with_target(target)
         .unit(units.PercentUnit)
         .min(0)
-        .max(1)
+        .max(thresholds.gauge_maximum())
         .decimals(1)
         .thresholds(thresholds.build())
         .show_threshold_markers(True)

@@ -40,6 +40,7 @@ from collector.site.model import Preset, Site, load_preset, load_site
 from collector.site.topology import Topology, build_topology
 from collector.sources.base import Source
 from collector.sources.deadline import with_deadlines
+from collector.sources.jobs import JobConfig
 from collector.sources.simulated import SimulatedSource, SimulationConfig
 from collector.state import Identity, StateError, StateStore
 from exporters.api import API_TOKEN_ENV, create_app
@@ -69,6 +70,10 @@ class ServiceSettings(BaseModel):
     seed: int = Field(default=0, ge=0)
     expose: Tier = DEFAULT_TIER  # the deepest tier exposed (exporters.contract)
     workload: Literal["jobs", "steady"] = "jobs"
+    # The job model's mitigations (collector.sources.jobs.JobConfig): the wait phases' floor
+    # as a share of TDP, and the slew limit per chip in W/s. None: unmitigated.
+    power_floor: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    ramp_limit: float | None = Field(default=None, gt=0, le=1e6, allow_inf_nan=False)
     # Grid thresholds, bands and windows (YAML, see collector/grid/config.py); defaults else.
     grid_config: Path | None = None
     # Real sources and their inventory (YAML, see collector/collectors.py); else the simulator.
@@ -146,7 +151,14 @@ def service_sources(
     if settings.collectors:
         sources = build_sources(settings.collectors, topology)
     else:
-        simulation = SimulationConfig(seed=settings.seed, workload=settings.workload)
+        simulation = SimulationConfig(
+            seed=settings.seed,
+            workload=settings.workload,
+            jobs=JobConfig(
+                power_floor_ratio=settings.power_floor,
+                ramp_limit_watts_per_second=settings.ramp_limit,
+            ),
+        )
         sources = [SimulatedSource(topology, simulation)]
     # Each source's own reads under the cycle's budget (collector.sources.deadline); a
     # scenario's effects and a shard's cut act on what arrives, in the cycle itself.

@@ -11,7 +11,7 @@ efficiency); the fast meters (point of interconnection, buildings, lineups) get 
 change as the feeds under them, so the 20 Hz path and the detailed path agree. Meter events
 (``load_step``, ``oscillation``) act the other way round: the signal is added sample by
 sample to the fast meters and its interval mean to the feeds under the meter, shared by
-their power.
+their power, and on to the servers of those feeds' racks, so the BMCs follow the PDUs.
 
 Effects, in the order they apply:
 
@@ -390,7 +390,31 @@ class Incidents:
         feeds = self._with_feed_power(batch.feeds, power, before)
         if meters.height:
             meters = meters.with_columns(pl.col("power_watts") + pl.Series(added))
-        return replace(batch, feeds=feeds, meters=meters)
+        nodes = self._shift_servers(batch.nodes, feed_keys, power - before)
+        return replace(batch, feeds=feeds, meters=meters, nodes=nodes)
+
+    def _shift_servers(
+        self, nodes: pl.DataFrame, feed_keys: IndexArray, feed_delta: FloatArray
+    ) -> pl.DataFrame:
+        """Servers' BMC power moved with their rack's feeds (the load that moved is theirs):
+        the rack's change at its feeds, times its conversion efficiency, shared by the
+        servers' power, so PDUs and BMCs keep agreeing."""
+        if nodes.height == 0:
+            return nodes
+        racks = self._rack_efficiency.size
+        finite = np.where(np.isfinite(feed_delta), feed_delta, 0.0)
+        rack_delta = (
+            np.bincount(self._feed_rack[feed_keys], weights=finite, minlength=racks)
+            * self._rack_efficiency
+        )
+        node_rack = self._node_rack[nodes["node_index"].cast(pl.Int64).to_numpy()]
+        node_power = _floats(nodes, "power_watts")
+        counted = np.where(np.isfinite(node_power) & (node_power > 0), node_power, 0.0)
+        rack_total = np.bincount(node_rack, weights=counted, minlength=racks)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(rack_total[node_rack] > 0, counted / rack_total[node_rack], 0.0)
+        shifted = np.maximum(node_power + share * rack_delta[node_rack], 0.0)
+        return nodes.with_columns(pl.Series("power_watts", shifted, nan_to_null=True))
 
     def _feeds_under(self, meter: int, feed_keys: IndexArray) -> npt.NDArray[np.bool_]:
         """Which of the batch's feeds the meter (its index in meter_names) measures."""

@@ -81,6 +81,7 @@ class ScenarioSource:
         self._sleep = sleep
         self._since: float | None = None
         self._meter_offset = np.zeros(incidents.topology.feeds.height)
+        self._last_meter_energy = np.full(incidents.topology.feeds.height, np.nan)
 
     @property
     def name(self) -> str:
@@ -114,15 +115,25 @@ class ScenarioSource:
     def _with_meter_energy(
         self, raw: SampleBatch, played: SampleBatch, now: float, since: float | None
     ) -> SampleBatch:
-        """The PDUs' own energy meters, moved by the power the events added or removed."""
+        """The PDUs' own energy meters, moved by the power the events added or removed.
+
+        Each interval's energy is the raw meter's gain scaled by the played power over the
+        raw power, so a meter only ever counts up and a tripped feed's meter stands exactly
+        still (a power reading and the meter's gain need not agree to the joule, and a
+        meter pulled back by their difference would read as a reset)."""
+        feeds = self._meter_offset.size
+        energy = arrays.dense(raw.feeds, "feed_index", "meter_energy_joules", feeds)
+        gained = energy - self._last_meter_energy
+        self._last_meter_energy = energy
         if played.feeds is raw.feeds and not self._meter_offset.any():
             return played
-        feeds = self._meter_offset.size
         before = arrays.dense(raw.feeds, "feed_index", "power_watts", feeds)
         after = arrays.dense(played.feeds, "feed_index", "power_watts", feeds)
         if since is not None and now > since:
-            change = np.where(np.isfinite(before) & np.isfinite(after), after - before, 0.0)
-            self._meter_offset += change * (now - since)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ratio = np.where(before > 0, after / before, 1.0)
+            counted = np.isfinite(gained) & (gained >= 0) & np.isfinite(ratio)
+            self._meter_offset += np.where(counted, gained * (ratio - 1.0), 0.0)
         offset = pl.Series(self._meter_offset).gather(played.feeds["feed_index"])
         return replace(
             played,

@@ -172,6 +172,9 @@ class JobModel:
         self.last_failure = np.full(count, -np.inf)
         self.next_failure = np.full(count, np.inf)
         self.last_activity = np.zeros(count)
+        # The slew limit starts from the first sample's target: the campus was running before
+        # it was first observed, and slewing up from idle would be a start-up that never was.
+        self._slew_primed = False
         self._initialized = False
 
     # --- state ---------------------------------------------------------------------------------
@@ -275,6 +278,9 @@ class JobModel:
             return target
         step = self.ramp_per_second / self.config.sample_rate_hz
         out = np.empty_like(target)
+        if not self._slew_primed:
+            self.last_activity = target[:, 0].copy()
+            self._slew_primed = True
         level = self.last_activity
         for column in range(target.shape[1]):  # over samples; vectorized over slots
             level = level + np.clip(target[:, column] - level, -step, step)

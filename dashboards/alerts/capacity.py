@@ -1,5 +1,9 @@
-"""Capacity: every level of the power chain against its continuous rating (NEC 80 %), the
-racks' N-1 redundancy, the site against its contract and the buildings' PUE."""
+"""Capacity: every level of the power chain against its continuous rating, the racks' N-1
+redundancy, the site against its contract and the buildings' PUE.
+
+The limits are ratios of the capacity series, which are continuous ratings already (NEC's
+80 % of a breaker's nameplate is in them): a warning above 100 % of the rating for hours is
+NEC's continuous-load limit, a critical above 118.75 % is 95 % of the nameplate."""
 
 from __future__ import annotations
 
@@ -35,7 +39,10 @@ def _level_alerts(series: Series, t: Thresholds) -> list[Alert]:
                     severity=severity,
                     expr=f"avg_over_time({power}[{smoothing}]) / {capacity} > {num(limit.value)}",
                     for_seconds=limit.for_,
-                    summary=f"A {noun} carries more than {percent(limit.value)} of its rating.",
+                    summary=(
+                        f"A {noun} carries more than {percent(limit.value)} of its "
+                        "continuous rating."
+                    ),
                     description=(
                         f"{sentence(entity(labels))} has carried {PERCENT} of its continuous "
                         f"rating (mean over {smoothing}) for {t.for_duration(limit.for_)}; "
@@ -43,7 +50,7 @@ def _level_alerts(series: Series, t: Thresholds) -> list[Alert]:
                     ),
                     words=(
                         f"{noun} power, mean over {smoothing}, above {percent(limit.value)} "
-                        "of its rating"
+                        "of its continuous rating"
                     ),
                     entity=labels,
                 )
@@ -70,13 +77,13 @@ def _redundancy_alerts(series: Series, t: Thresholds) -> list[Alert]:
             for_seconds=n1.for_,
             summary="A rack draws more than one of its feeds alone could carry (N-1 lost).",
             description=(
-                f"{sentence(entity(rack_labels))} draws {PERCENT} of the rating of its "
-                f"weakest feed (mean over {smoothing}): if the other feed trips, that one "
-                "is overloaded."
+                f"{sentence(entity(rack_labels))} draws {PERCENT} of the continuous rating "
+                f"of its weakest feed (mean over {smoothing}): if the other feed trips, that "
+                "one is overloaded."
             ),
             words=(
                 f"rack power, mean over {smoothing}, above {percent(n1.value)} of its "
-                "weakest feed's rating"
+                "weakest feed's continuous rating"
             ),
             entity=rack_labels,
         ),

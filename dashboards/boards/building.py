@@ -153,7 +153,7 @@ def build(config: BoardConfig) -> model.Dashboard:
             instant(f"sort_desc({series('row', 'utilization_ratio', *rack_scope)})", "{{row}}"),
             units.PercentUnit,
             above(capacity.row),
-            maximum=1,
+            maximum=above(capacity.row).gauge_maximum(),
         ).data_links([link_to(DRILLDOWN, "Row ${__field.labels.row}", **from_labels(*LEVELS))]),
         8,
         8,

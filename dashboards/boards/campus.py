@@ -153,7 +153,7 @@ def build(config: BoardConfig) -> model.Dashboard:
             instant(f"sort_desc({series('building', 'utilization_ratio')})", "{{building}}"),
             units.PercentUnit,
             above(building_limits),
-            maximum=1,
+            maximum=above(building_limits).gauge_maximum(),
         ).data_links([to_building]),
         8,
         9,

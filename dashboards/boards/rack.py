@@ -65,7 +65,7 @@ def build(config: BoardConfig) -> model.Dashboard:
     grid.add(
         ratio_gauge(
             "Utilization",
-            "Rack power over its rating. The colours are the rack load alert's limits.",
+            "Rack power over its continuous rating. The colours are the rack load alert's limits.",
             instant(f"{rack_power} / {series('rack', 'capacity_watts', *LEVELS)}"),
             above(capacity.rack),
         ),
@@ -111,8 +111,8 @@ def build(config: BoardConfig) -> model.Dashboard:
     grid.add(
         power_timeseries(
             "Feed power and rating",
-            "Active power of each PDU feed, with its continuous rating (80 % of the breaker "
-            "is already applied).",
+            "Active power of each PDU feed, with its continuous rating (80 % of the breaker's "
+            "nameplate: NEC's continuous limit is already applied).",
             [
                 query(series("feed", "power_watts", *LEVELS), "Feed {{feed}}"),
                 query(series("feed", "capacity_watts", *LEVELS), "Feed {{feed}} rating"),

@@ -45,6 +45,19 @@ def serve(
     workload: Annotated[
         str, typer.Option(help="simulated workload: jobs (training job model) or steady")
     ] = "jobs",
+    power_floor: Annotated[
+        float | None,
+        typer.Option(
+            help="mitigation: simulated training jobs hold their wait phases at this share "
+            "of TDP (e.g. 0.9)"
+        ),
+    ] = None,
+    ramp_limit: Annotated[
+        float | None,
+        typer.Option(
+            help="mitigation: simulated chips slew their power by at most this many W/s (e.g. 50)"
+        ),
+    ] = None,
     grid_config: Annotated[
         Path | None, typer.Option(help="grid thresholds, bands and windows (YAML)")
     ] = None,
@@ -121,6 +134,8 @@ def serve(
         seed=seed,
         expose=expose,
         workload=workload,
+        power_floor=power_floor,
+        ramp_limit=ramp_limit,
         grid_config=grid_config,
         collectors=collectors,
         scenario=scenario,

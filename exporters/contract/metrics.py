@@ -308,7 +308,7 @@ METRICS: tuple[Metric, ...] = (
         "gigawatt_lineup_capacity_watts",
         "gauge",
         "watts",
-        "Rating of the lineup.",
+        "Continuous rating of the lineup.",
         "lineup",
         "capacity_watts",
         "building",

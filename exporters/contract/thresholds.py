@@ -10,7 +10,7 @@ seconds or Prometheus durations (``90s``, ``10m``, ``3h``). Loading reports ever
 once, each with its dotted location and line::
 
     capacity:
-      rack: {warning: {value: 0.8, for: 3h}, critical: {value: 0.95, for: 5m}}
+      rack: {warning: {value: 1.0, for: 3h}, critical: {value: 1.1875, for: 5m}}
     for_scale: 0.01    # every for: a hundredth as long (tests, demonstrations)
 
 ``for_scale`` and ``window_scale`` render the same rules with shorter ``for:`` durations and
@@ -172,13 +172,20 @@ def _above(
 
 MINUTE, HOUR = 60.0, 3600.0
 
-# Continuous load: a breaker carries at most 80 % of its rating for 3 h or more unless listed
-# for 100 % ([S] NEC 210.20(A), 215.3; site-model.md sections 1 and 3: feeder, busway, PDU
-# loading > 80 %, continuous). Critical at 95 % for 5 min: close enough to the trip curve that
-# someone acts now ([A]). Each level is judged against its own rating (feeds: the PDU's
-# continuous rating; racks: what one feed can carry, N-1; rows, halls, lineups, buildings:
-# their power-chain rating).
-NEC_CONTINUOUS = _above(0.80, 3 * HOUR, 0.95, 5 * MINUTE)
+# Continuous load, as ratios of each level's capacity series. Those series are already
+# continuous ratings: a feed's is sqrt(3)·V·I·0.8, NEC's 80 % of its breaker's nameplate
+# ([S] NEC 210.20(A), 215.3; collector/site/model.py), and racks, rows, halls, lineups and
+# buildings are rated from their feeds or by the site file's continuous figure. So the 80 %
+# is not applied again here. Warning: above 1.00 of the continuous rating for 3 h, which is
+# NEC's "above 80 % of nameplate, continuously" (site-model.md sections 1 and 3: feeder,
+# busway, PDU loading > 80 %, continuous). Critical: above 1.1875 for 5 min, 95 % of
+# nameplate where the continuous rating is 80 % of it (0.95 / 0.8): close enough to the trip
+# curve that someone acts now ([A]). A breaker listed for 100 % has its continuous rating at
+# nameplate (``continuous_load_ratio: 1``), where 1.1875 would be past nameplate: such a site
+# lowers ``critical`` in its thresholds file. Each level is judged against its own rating
+# (feeds: the PDU's continuous rating; racks: what one feed can carry, N-1; rows, halls,
+# lineups, buildings: their power-chain rating).
+NEC_CONTINUOUS = _above(1.00, 3 * HOUR, 1.1875, 5 * MINUTE)
 
 
 class CapacityThresholds(_Frozen):
@@ -317,9 +324,13 @@ class GridThresholds(_Frozen):
     band_energy_ratio: Above = _above(
         _GRID.energy_share_threshold_ratio, _GRID.episode_min_seconds, None, 0.0
     )
-    # White noise alone puts most of its energy in a wide band; a band counts only with a
-    # peak at least this large, as a share of rating, as the collector's episodes do.
-    band_energy_min_peak_to_peak_ratio: Ratio = _GRID.energy_share_min_peak_to_peak_ratio
+    # A band counts only when its strongest component reaches this share of rating peak to
+    # peak: 1 %, the forced-oscillation warning amplitude ([A], site-model.md section 3).
+    # Some band always holds a fifth of the energy of any signal, so the share alone says
+    # little; the collector records episodes from 0.1 % of rating
+    # (gigawatt_grid_band_episodes_total), but a training site mitigated to the amplitude
+    # limits still shows 0.5-0.8 % at its 0.1-1 Hz line, and that is no incident.
+    band_energy_min_peak_to_peak_ratio: Ratio = 0.01
 
 
 class DataQualityThresholds(_Frozen):

@@ -1116,10 +1116,10 @@ def annotation_groups(t: Thresholds) -> list[dict[str, Any]]:
     smoothing = format_duration(t.capacity.smoothing)
     return [
         {
-            "name": "a rack at 96 % of its rating, as its operator reads it",
+            "name": "a rack at 120 % of its continuous rating, as its operator reads it",
             "interval": at(STEP),
             "input_series": [
-                series("rack", "power_watts", rack, constant(33_120, samples)),
+                series("rack", "power_watts", rack, constant(41_400, samples)),
                 series("rack", "capacity_watts", rack, constant(34_500, samples)),
             ],
             "alert_rule_test": [
@@ -1130,11 +1130,13 @@ def annotation_groups(t: Thresholds) -> list[dict[str, Any]]:
                         {
                             "exp_labels": {**rack, "severity": "critical"},
                             "exp_annotations": {
-                                "summary": "A rack carries more than 95 % of its rating.",
+                                "summary": (
+                                    "A rack carries more than 118.75 % of its continuous rating."
+                                ),
                                 "description": (
-                                    "Rack B01-H1-R01-K01 has carried 96% of its continuous "
+                                    "Rack B01-H1-R01-K01 has carried 120% of its continuous "
                                     f"rating (mean over {smoothing}) for "
-                                    f"{format_duration(limit.for_)}; the limit is 95 %."
+                                    f"{format_duration(limit.for_)}; the limit is 118.75 %."
                                 ),
                                 "runbook_url": "docs/runbooks/RackLoadHigh.md",
                             },

@@ -67,9 +67,17 @@ window_scale: {WINDOW_SCALE}
 accelerators: {{silent_after: 20s}}
 data_quality: {{stale_after: 30s}}
 """
-# How long every run lasts, counted from its service's start: the last event's alert (cycle
-# overrun at 100 s, outage at 110 s) has fired well before.
-RUN_SECONDS = 150.0
+# Every run is the demo as a grid-connected site runs it: its training jobs' wait phases held
+# at 90 % of TDP and their edges slewed at 50 W/s per chip. Unmitigated, the demo's largest job
+# (a third of its chips) swings its 2.5 MW meters by ~3.6 % of rating at 0.1-3 Hz: a real
+# forced oscillation that the grid alerts rightly report, not a normal run. Mitigated, its
+# worst 0.1-1 Hz component stays near 0.5-0.8 % of rating and its 1 min ramps near 3 %/min
+# (limits 1 % and 4.4 %/min), measured over 4 min at seeds 0-2.
+MITIGATIONS = ("--power-floor", "0.9", "--ramp-limit", "50")
+# How long every run lasts, counted from its service's start: the last events' alerts (the
+# load step at 65 s, reported about 55 s later; the cycle overrun at 100 s; the outage at
+# 145 s) have fired well before.
+RUN_SECONDS = 175.0
 # Alertmanager's timers, overridden in the rendered config. The file's group_wait (30 s, 10 s
 # for pages) and group_interval (5 min, 1 min) hold back a group's first and later
 # notifications for longer than a run lasts; everything else (routes, receivers, grouping,
@@ -157,7 +165,7 @@ def _incidents(t: Thresholds) -> list[Incident]:
             "RackLoadHigh",
             "critical",
             overloaded,
-            f"{rack('rack', 'power_watts', overloaded)} > 32000",
+            f"{rack('rack', 'power_watts', overloaded)} > 41000",
             smoothing,
         ),
         Incident(
@@ -366,7 +374,7 @@ def _stack(root: Path, name: str, scenario: Path | None) -> Iterator[Run]:
     workdir = root / name
     for part in ("serve", "prometheus", "alertmanager"):
         (workdir / part).mkdir(parents=True)
-    options = ["--preset", "demo", "--interval", f"{EVALUATION_SECONDS:g}"]
+    options = ["--preset", "demo", "--interval", f"{EVALUATION_SECONDS:g}", *MITIGATIONS]
     if scenario is not None:
         options += ["--scenario", str(scenario)]
     with ExitStack() as stack:

@@ -240,7 +240,7 @@ def test_the_generator_renders_a_thresholds_file(tmp_path: Path) -> None:
 def test_the_generator_lists_every_problem_of_a_bad_thresholds_file(tmp_path: Path) -> None:
     thresholds = tmp_path / "bad.yml"
     thresholds.write_text(
-        "capacity:\n  smoothing: 5x\n  rack: {critical: {value: 0.5}, warning: {value: 0.8}}\n"
+        "capacity:\n  smoothing: 5x\n  rack: {critical: {value: 0.9}, warning: {value: 1.0}}\n"
         "for_scale: -1\n",
         encoding="utf-8",
     )
@@ -249,6 +249,6 @@ def test_the_generator_lists_every_problem_of_a_bad_thresholds_file(tmp_path: Pa
     assert "Traceback" not in result.stderr
     assert "3 problem(s)" in result.stderr
     assert "line 2: capacity.smoothing:" in result.stderr
-    assert "line 3: capacity.rack.critical: is below the warning value (0.8)" in result.stderr
+    assert "line 3: capacity.rack.critical: is below the warning value (1)" in result.stderr
     assert "line 4: for_scale:" in result.stderr
     assert not (tmp_path / "rules").exists()

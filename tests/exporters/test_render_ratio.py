@@ -18,7 +18,7 @@ from collector.sources.simulated import SimulatedSource, SimulationConfig
 from exporters.exposition import Renderer
 
 MINIMUM_RATIO = 10.0
-PAIRS = 5
+PAIRS = 7  # more pairs: more chances for each side to meet a quiet moment
 
 
 def sample_counts(body: bytes) -> Counter[str]:

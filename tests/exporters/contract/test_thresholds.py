@@ -73,11 +73,12 @@ def test_a_file_changes_only_what_it_sets() -> None:
 
 def test_the_defaults_follow_the_site_model() -> None:
     t = DEFAULT_THRESHOLDS
-    # NEC: 80 % continuously (3 h); critical 95 %.
+    # Ratios of the continuous rating, which already is NEC's 80 % of nameplate: above it for
+    # 3 h; critical above 95 % of nameplate (0.95 / 0.8 = 1.1875).
     for level in ("feed", "rack", "row", "hall", "lineup", "building"):
         levels = getattr(t.capacity, level)
-        assert (levels.warning.value, levels.warning.for_) == (0.8, 3 * 3600)
-        assert levels.critical.value == 0.95
+        assert (levels.warning.value, levels.warning.for_) == (1.0, 3 * 3600)
+        assert levels.critical.value == 1.1875
     assert (t.capacity.contract.warning.value, t.capacity.contract.warning.for_) == (0.95, 300)
     assert t.capacity.contract.critical.value == 1.0
     assert (t.capacity.pue.warning.value, t.capacity.pue.critical.value) == (1.25, 1.35)
