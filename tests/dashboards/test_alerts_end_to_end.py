@@ -60,12 +60,20 @@ FOR_SCALE = 0.01  # 3 h -> 108 s, 5 min -> 3 s
 WINDOW_SCALE = 0.01  # every window -> the one-minute floor (min_window)
 # Ages compared inside an expression (silent for, stale after) are thresholds, not for:; they
 # are shortened by hand so that the runs stay short. A dead source's SourceDown (for: 0.6 s)
-# still comes long before its data counts as stale, as the rules rely on.
+# still comes long before its data counts as stale, as the rules rely on. The cooling trend
+# is a slope fitted over its window, and a slope's noise grows as the window shrinks (as
+# T^-1.5 for evenly spaced samples): over the 1 min floor a steady hall's temperature trend
+# wanders past the 0.5 degC/min that suits 10 min, so its limits are raised with the window
+# (the scenario's hall warms at 3 degC/min).
 SHORT_THRESHOLDS = f"""
 for_scale: {FOR_SCALE}
 window_scale: {WINDOW_SCALE}
 accelerators: {{silent_after: 20s}}
 data_quality: {{stale_after: 30s}}
+thermal:
+  cooling_celsius_per_minute:
+    warning: {{value: 1.5, for: 5m}}
+    critical: {{value: 2.5, for: 5m}}
 """
 # Every run is the demo as a grid-connected site runs it: its training jobs' wait phases held
 # at 90 % of TDP and their edges slewed at 50 W/s per chip. Unmitigated, the demo's largest job

@@ -1,6 +1,6 @@
 """The scale-out Prometheus configurations (shards, hashmod, remote_write to each distributed
 store) are valid for promtool; the one-collector configuration has its own checks in
-tests/test_deploy.py."""
+tests/deploy/test_deploy_files.py."""
 
 from __future__ import annotations
 

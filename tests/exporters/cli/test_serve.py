@@ -55,3 +55,13 @@ def test_serve_refuses_a_bad_scenario_listing_every_problem(tmp_path: Path) -> N
     assert "line 2: events.0.rack: no rack 'B01-H9-R02-K05' in the site" in result.stderr
     assert "line 3: events.1.at: 'soon' is not a duration" in result.stderr
     assert "line 3: events.1.feed: rack 'B01-H1-R03-K01' has no feed 'C'" in result.stderr
+
+
+def test_serve_refuses_mitigations_out_of_range_naming_each_option() -> None:
+    result = gigawatt(
+        "serve", "--preset", "demo", "--power-floor", "1.5", "--ramp-limit", "0", "--no-state"
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "--power-floor" in result.stderr
+    assert "--ramp-limit" in result.stderr
