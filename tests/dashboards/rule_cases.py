@@ -395,12 +395,14 @@ def _meter(frame: str, column: str, labels: dict[str, str], scale: float) -> Bui
 
 
 def _band_energy(value: float, samples: int) -> list[dict[str, str]]:
-    """Band 1-3 Hz holding ``value`` of the energy, with a 1 % peak (well above the floor)."""
+    """Band 1-3 Hz holding ``value`` of the energy, with a peak twice the floor the alert
+    requires (the defaults' band_energy_min_peak_to_peak_ratio)."""
     labels = {"meter": "poi", "band": "1-3 Hz", **INSTANCE}
+    peak = 2 * DEFAULT_THRESHOLDS.grid.band_energy_min_peak_to_peak_ratio * POI_RATING
     return [
         series("site", "contract_watts", INSTANCE, constant(POI_RATING, samples)),
         series("grid_band", "energy_ratio", labels, constant(value, samples)),
-        series("grid_band", "peak_to_peak_watts", labels, constant(0.01 * POI_RATING, samples)),
+        series("grid_band", "peak_to_peak_watts", labels, constant(peak, samples)),
     ]
 
 
