@@ -145,6 +145,7 @@ def build(config: BoardConfig) -> model.Dashboard:
         8,
         8,
     )
+    row_colours = above(capacity.row)
     grid.add(
         bar_gauge_panel(
             "Row utilization",
@@ -152,8 +153,8 @@ def build(config: BoardConfig) -> model.Dashboard:
             "load alert's limits; click a row to narrow the racks below to it.",
             instant(f"sort_desc({series('row', 'utilization_ratio', *rack_scope)})", "{{row}}"),
             units.PercentUnit,
-            above(capacity.row),
-            maximum=above(capacity.row).gauge_maximum(),
+            row_colours,
+            maximum=row_colours.gauge_maximum(),
         ).data_links([link_to(DRILLDOWN, "Row ${__field.labels.row}", **from_labels(*LEVELS))]),
         8,
         8,

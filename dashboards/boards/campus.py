@@ -145,6 +145,7 @@ def build(config: BoardConfig) -> model.Dashboard:
         8,
         9,
     )
+    building_colours = above(building_limits)
     grid.add(
         bar_gauge_panel(
             "IT utilization by building",
@@ -152,8 +153,8 @@ def build(config: BoardConfig) -> model.Dashboard:
             "alert's limits (NEC continuous loading).",
             instant(f"sort_desc({series('building', 'utilization_ratio')})", "{{building}}"),
             units.PercentUnit,
-            above(building_limits),
-            maximum=above(building_limits).gauge_maximum(),
+            building_colours,
+            maximum=building_colours.gauge_maximum(),
         ).data_links([to_building]),
         8,
         9,
