@@ -64,7 +64,8 @@ WINDOW_SCALE = 0.01  # every window -> the one-minute floor (min_window)
 # is a slope fitted over its window, and a slope's noise grows as the window shrinks (as
 # T^-1.5 for evenly spaced samples): over the 1 min floor a steady hall's temperature trend
 # wanders past the 0.5 degC/min that suits 10 min, so its limits are raised with the window
-# (the scenario's hall warms at 3 degC/min).
+# (the scenario's hall warms at 5 degC/min, twice the critical limit, so its 1 min slope
+# crosses it halfway through the window).
 SHORT_THRESHOLDS = f"""
 for_scale: {FOR_SCALE}
 window_scale: {WINDOW_SCALE}
