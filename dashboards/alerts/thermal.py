@@ -46,7 +46,11 @@ def _cooling(t: Thresholds) -> list[Alert]:
                 f"deriv({HALL_TEMPERATURE}[{window}]) * 60 > {num(limit.value)}\n"
                 "and on (building, hall)\n"
                 f"abs(deriv({HALL_RACK_POWER}[{window}])) * 60\n"
-                f"< {num(steady)} * avg_over_time({HALL_RACK_POWER}[{window}])"
+                f"< {num(steady)} * avg_over_time({HALL_RACK_POWER}[{window}])\n"
+                # Only once the trend spans its whole window: fitted over the first minutes
+                # after the recording starts (a new Prometheus, a new hall), a slope is noise.
+                "and on (building, hall)\n"
+                f"{HALL_TEMPERATURE} offset {window}"
             ),
             for_seconds=limit.for_,
             summary="A hall's temperatures climb while its load holds: cooling is failing.",
@@ -58,7 +62,7 @@ def _cooling(t: Thresholds) -> list[Alert]:
             words=(
                 f"hall temperature (mean of its racks' hottest chips) climbing faster than "
                 f"{num(limit.value)} °C/min over {window} while hall power changes by less "
-                f"than {percent(steady)} a minute"
+                f"than {percent(steady)} a minute, once the hall has a whole window of history"
             ),
             entity=labels,
         )

@@ -41,7 +41,12 @@ from dashboards.recording import (
     site_pue_name,
 )
 from exporters.contract import name_of
-from exporters.contract.thresholds import DEFAULT_THRESHOLDS, Thresholds, format_duration
+from exporters.contract.thresholds import (
+    DEFAULT_THRESHOLDS,
+    Thresholds,
+    format_duration,
+    parse_duration,
+)
 
 STEP = 15.0  # seconds between samples and between rule evaluations
 INSTANCE = {"instance": "gw-0:9640", "job": "gigawatt"}
@@ -499,7 +504,8 @@ def probes(t: Thresholds) -> list[Probe]:
         "above",
         _cooling,
         {"building": "B01", "hall": "B01-H1"},
-        true_from=STEP,  # deriv needs two evaluations of the hall's temperature
+        # The trend is judged once the hall's temperature was recorded a whole window ago.
+        true_from=parse_duration(t.window(th.cooling_window)),
         margin=0.04,  # its description prints two decimals: clear of a rounding tie
     )
 

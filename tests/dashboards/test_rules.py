@@ -95,6 +95,7 @@ def identifiers(expr: str) -> set[str]:
     text = re.sub(r'"(?:[^"\\]|\\.)*"|`[^`]*`', '""', expr)  # strings
     text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
     text = re.sub(r"\[[^\]]*\]", "", text)  # ranges
+    text = re.sub(r"\boffset\s+-?[0-9a-z]+", "", text)  # offsets (10m)
     grouping = r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)"
     text = re.sub(grouping, "", text)
     found = set()
@@ -113,9 +114,9 @@ def test_the_scan_finds_the_series_an_expression_reads() -> None:
     expr = (
         'sum by (building) (rate(foo_total{job="x",band=~`a|b`}[5m])) / on (meter) '
         'group_left label_replace(bar:baz:sum, "meter", "$1", "building", "(.+)") > 1e6 '
-        "and on (x) qux unless abs(deriv(quux[10m])) * 600 < 0.05"
+        "and on (x) qux unless abs(deriv(quux[10m])) * 600 < 0.05 and on (x) corge offset 10m"
     )
-    assert identifiers(expr) == {"foo_total", "bar:baz:sum", "qux", "quux"}
+    assert identifiers(expr) == {"foo_total", "bar:baz:sum", "qux", "quux", "corge"}
 
 
 def test_rules_read_only_metrics_of_the_table_and_recording_rules() -> None:
