@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_prometheus.py [--preset campus] [--scrapes 6] [--interval 10]
                                                [--tier rack] [--with-families a,b,...]
+                                               [--gomemlimit 3GiB]
 
 The exposition of ``--tier`` (and, as a second configuration in the same run, the same tier
 with the metrics named by ``--with-families`` added back, as ``frame.column``) is rendered
@@ -10,7 +11,10 @@ cycle's body every scrape. Debian's ``prometheus`` scrapes it every ``--interval
 with that interval as its timeout, and scrapes itself. After ``--scrapes`` scrapes it prints,
 per configuration: the series exposed and what Prometheus holds in its head, its resident
 memory now and at its peak (``VmRSS``, ``VmHWM``), and each scrape's duration and whether it
-fitted in the interval. Then the series per family of the exposition, the biggest first.
+fitted in the interval. With ``--gomemlimit``, every configuration is measured a second time
+with Prometheus' Go runtime given that soft memory limit (the GOMEMLIMIT environment
+variable), as a deployment can set it. Then the series per family of the exposition, the
+biggest first.
 """
 
 from __future__ import annotations
@@ -72,8 +76,11 @@ def render_bodies(preset: str, metrics: tuple[contract.Metric, ...]) -> list[tup
 
 
 @contextmanager
-def exposition_server(bodies: list[tuple[bytes, bytes]]) -> Iterator[str]:
+def exposition_server(bodies: list[tuple[bytes, bytes]]) -> Iterator[tuple[str, list[int]]]:
+    """Serves the bodies in turn on loopback; yields the target and a one-element list
+    counting the connections Prometheus dropped (a scrape past its timeout)."""
     served = [0]
+    hung_up = [0]
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -91,6 +98,12 @@ def exposition_server(bodies: list[tuple[bytes, bytes]]) -> Iterator[str]:
             self.end_headers()
             self.wfile.write(body)
 
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except (ConnectionResetError, BrokenPipeError):
+                hung_up[0] += 1
+
         def log_message(self, *args: object) -> None:
             pass
 
@@ -98,7 +111,7 @@ def exposition_server(bodies: list[tuple[bytes, bytes]]) -> Iterator[str]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"{HOST}:{server.server_address[1]}"
+        yield f"{HOST}:{server.server_address[1]}", hung_up
     finally:
         server.shutdown()
         server.server_close()
@@ -120,12 +133,16 @@ def query(base: str, promql: str) -> list[dict[str, Any]]:
 
 
 def measure(
-    name: str, bodies: list[tuple[bytes, bytes]], scrapes: int, interval: float
+    name: str,
+    bodies: list[tuple[bytes, bytes]],
+    scrapes: int,
+    interval: float,
+    gomemlimit: str | None = None,
 ) -> dict[str, Any]:
     prometheus = shutil.which("prometheus")
     if prometheus is None:
         sys.exit("prometheus not found on PATH (Debian: apt-get install prometheus)")
-    with exposition_server(bodies) as target, tempfile.TemporaryDirectory() as workdir:
+    with exposition_server(bodies) as (target, hung_up), tempfile.TemporaryDirectory() as workdir:
         port = free_port()
         config = {
             "global": {"scrape_interval": f"{interval:g}s", "scrape_timeout": f"{interval:g}s"},
@@ -152,6 +169,7 @@ def measure(
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, "GOMEMLIMIT": gomemlimit} if gomemlimit else None,
         )
         base = f"http://{HOST}:{port}"
         durations: dict[float, float] = {}
@@ -185,6 +203,7 @@ def measure(
         "rss_gib": memory.get("VmRSS", 0) / 1024**2,
         "peak_rss_gib": memory.get("VmHWM", 0) / 1024**2,
         "durations": [durations[stamp] for stamp in sorted(durations)],
+        "hung_up": hung_up[0],
     }
 
 
@@ -208,6 +227,11 @@ def main() -> None:
         default="",
         help="frame.column of metrics to add to the tier, measured as a second configuration",
     )
+    parser.add_argument(
+        "--gomemlimit",
+        default=None,
+        help="also measure each configuration with Prometheus run under GOMEMLIMIT=VALUE",
+    )
     args = parser.parse_args()
     print("command:", shlex.join([sys.executable, *sys.argv]))
     version = subprocess.run(
@@ -230,6 +254,10 @@ def main() -> None:
         bodies = render_bodies(args.preset, metrics)
         results.append(measure(name, bodies, args.scrapes, args.interval))
         print(f"measured {name}", flush=True)
+        if args.gomemlimit:
+            limited = f"{name}, GOMEMLIMIT={args.gomemlimit}"
+            results.append(measure(limited, bodies, args.scrapes, args.interval, args.gomemlimit))
+            print(f"measured {limited}", flush=True)
     print(f"preset {args.preset}, a scrape every {args.interval:g} s, {args.scrapes} scrapes:")
     for result in results:
         durations = result["durations"]
@@ -241,7 +269,8 @@ def main() -> None:
             f"{result['head_series']:,} series\n"
             f"    Prometheus RSS {result['rss_gib']:.2f} GiB, peak {result['peak_rss_gib']:.2f} GiB"
             f"\n    scrape durations (s): {', '.join(f'{v:.2f}' for v in durations)}; "
-            f"{inside} of {len(durations)} inside the interval"
+            f"{inside} of {len(durations)} inside the interval; Prometheus dropped "
+            f"{result['hung_up']} connection(s) mid-scrape"
         )
     print("series per family, the widest configuration, biggest first:")
     bodies = render_bodies(args.preset, configurations[-1][1])

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from collector import schemas
+from collector import arrays, schemas
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.int64]
@@ -124,19 +124,31 @@ class AcceleratorHealth:
         not news); a counter that went down was reset, and its new value is all new errors,
         as Prometheus counts a reset.
         """
-        self._last_seen[np.asarray(reporting, dtype=np.int64)] = now
+        accelerators = self._last_seen.size
+        reporting = np.asarray(reporting)
+        if reporting.size == accelerators and arrays.is_identity(reporting):
+            self._last_seen.fill(now)  # every chip, in order (the usual cycle): no scatter
+        else:
+            self._last_seen[reporting.astype(np.int64)] = now
         if errors.height:
-            index = errors["accelerator_index"].to_numpy().astype(np.int64)
+            index = errors["accelerator_index"].to_numpy()
+            # Every chip in order (the usual cycle): the counters line up with the frame, so
+            # no gather or scatter of millions of indexes.
+            complete = index.size == accelerators and arrays.is_identity(index)
+            index = index.astype(np.int64)
             added = np.zeros(index.size)
             for column in ERROR_COLUMNS:
                 value = errors[column].cast(pl.Float64).fill_null(np.nan).to_numpy()
                 known = self._counts[column]
-                before = known[index]
+                before = known if complete else known[index]
                 seen = np.isfinite(value)
                 compared = seen & np.isfinite(before)
                 delta = np.where(value >= before, value - before, value)
                 added += np.where(compared, delta, 0.0)
-                known[index[seen]] = value[seen]
+                if complete:
+                    np.copyto(known, value, where=seen)
+                else:
+                    known[index[seen]] = value[seen]
             grew = added > 0
             if grew.any():
                 self._increases.append((now, index[grew], added[grew]))

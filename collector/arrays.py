@@ -14,7 +14,7 @@ import polars as pl
 FloatArray = npt.NDArray[np.float64]
 
 
-def is_identity(keys: npt.NDArray[np.unsignedinteger]) -> bool:
+def is_identity(keys: npt.NDArray[np.integer]) -> bool:
     """Whether keys are 0, 1, 2, ... (a frame that holds every entity in index order)."""
     return bool(np.array_equal(keys, np.arange(keys.size, dtype=keys.dtype)))
 

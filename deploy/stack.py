@@ -35,6 +35,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
+PROMETHEUS_ENV = DEPLOY / "prometheus" / "prometheus.env"
 ALERTMANAGER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
 GRAFANA_PROVISIONING = DEPLOY / "grafana" / "provisioning"
 DASHBOARDS = ROOT / "dashboards" / "grafana"
@@ -122,6 +123,21 @@ def _rewrite(value: Any, addresses: dict[str, str]) -> Any:
         for committed, actual in addresses.items():
             value = value.replace(committed, actual)
     return value
+
+
+def env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of an env file as docker compose reads them (blank lines and lines
+    starting with # skipped), so the native stack and compose start Prometheus alike."""
+    environment = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, equals, value = line.partition("=")
+        if not equals or not key.strip():
+            raise SystemExit(f"{path}:{number}: not KEY=VALUE: {line!r}")
+        environment[key.strip()] = value.strip()
+    return environment
 
 
 def prometheus_config(run_dir: Path, ports: dict[str, int], started: set[str]) -> Path:
@@ -315,6 +331,7 @@ class Stack:
                     ],
                     self.url("prometheus"),
                     "/-/ready",
+                    environment=env_file(PROMETHEUS_ENV),
                 )
             )
 

@@ -88,8 +88,55 @@ def budget_markdown(site: Site) -> list[str]:
             else f"`{power} / {capacity}`"
         )
         lines.append(f"| `{metric.name}` | {counts[metric.frame]:,} | {formula} |")
+    detail = [
+        metric
+        for metric in contract.METRICS
+        if metric.frame == "rack"
+        and metric.column in _RACK_DETAIL
+        and contract.TIERS.index(metric.tier) > contract.TIERS.index(contract.DEFAULT_TIER)
+    ]
+    lines += [
+        "",
+        "Left out too: sums that no alert or dashboard reads rack by rack. The server-level "
+        "series they sum are stored from `--expose node` (the energy counter's feeds at the "
+        "default tier), and `--expose node` stores the rack sums as well.",
+        "",
+        "| Metric | Series at the campus | Summed from |",
+        "|---|---|---|",
+    ]
+    rack = "building, hall, row, rack"
+    for metric in detail:
+        formula = _rack_detail(metric.column, rack)
+        lines.append(f"| `{metric.name}` | {counts[metric.frame]:,} | `{formula}` |")
     lines.append("")
     return lines
+
+
+# The rack sums left out of the default tier, and how each is had from the series below it.
+# A rack holds one server type, so its servers' ratios weigh alike and their mean is the
+# rack's.
+_RACK_DETAIL = (
+    "accelerator_power_watts",
+    "accelerators_reporting_ratio",
+    "nodes_reporting_ratio",
+    "energy_joules",
+)
+
+
+def _rack_detail(column: str, by: str) -> str:
+    node = "node"
+    if column == "accelerator_power_watts":
+        return f"sum by ({by}) ({contract.name_of(node, 'accelerator_power_watts')})"
+    if column == "accelerators_reporting_ratio":
+        return f"avg by ({by}) ({contract.name_of(node, 'accelerators_reporting_ratio')})"
+    if column == "nodes_reporting_ratio":
+        return (
+            f"count by ({by}) ({contract.name_of(node, 'power_watts')}) / "
+            f"count by ({by}) ({contract.name_of(node, 'capacity_watts')})"
+        )
+    if column == "energy_joules":
+        return f"sum by ({by}) ({contract.name_of('feed', 'energy_joules')})"
+    raise KeyError(column)
 
 
 def metrics_markdown() -> str:

@@ -69,13 +69,22 @@ class Metric:
 
 
 def _level_metrics(
-    level: str, scope: str, tier: Tier, it: str = "", derived_tier: Tier | None = None
+    level: str,
+    scope: str,
+    tier: Tier,
+    it: str = "",
+    derived_tier: Tier | None = None,
+    detail_tier: Tier | None = None,
 ) -> list[Metric]:
     """The series every level from site to rack shares. ``it`` ("it_" for site and building)
     marks the IT-power series apart from the facility ones those two levels also carry.
     ``derived_tier``, if given, is the tier of headroom and utilization, which PromQL derives
-    exactly from power and capacity (capacity - power, power / capacity)."""
+    exactly from power and capacity (capacity - power, power / capacity). ``detail_tier``, if
+    given, is the tier of the sums that no alert or dashboard reads at this level: the
+    accelerators' own power and the accelerators' and servers' reporting ratios (sums of the
+    node series of that tier), and the energy counter (the sum of the feeds' counters)."""
     derived = derived_tier or tier
+    detail = detail_tier or tier
     prefix = f"gigawatt_{scope}"
     return [
         Metric(
@@ -122,7 +131,7 @@ def _level_metrics(
             f"Power the accelerators of the {scope} report themselves.",
             level,
             "accelerator_power_watts",
-            tier,
+            detail,
         ),
         Metric(
             f"{prefix}_reporting_ratio",
@@ -140,7 +149,7 @@ def _level_metrics(
             f"Share of the {scope}'s accelerators that reported this cycle.",
             level,
             "accelerators_reporting_ratio",
-            tier,
+            detail,
         ),
         Metric(
             f"{prefix}_node_power_watts",
@@ -159,7 +168,7 @@ def _level_metrics(
             f"Share of the {scope}'s servers whose BMC reported input power this cycle.",
             level,
             "nodes_reporting_ratio",
-            tier,
+            detail,
         ),
         Metric(
             f"{prefix}_unattributed_power_watts",
@@ -188,7 +197,7 @@ def _level_metrics(
             f"IT energy of the {scope}, integrated from its PDU feeds' power.",
             level,
             "energy_joules",
-            tier,
+            detail,
         ),
     ]
 
@@ -345,8 +354,11 @@ METRICS: tuple[Metric, ...] = (
     *_level_metrics("row", "row", "row"),
     # Series budget (docs/metrics.md): a rack's headroom and utilization would cost 134,400
     # series at the campus and say nothing power and capacity do not; rules and dashboards
-    # compute them, and they are stored from the node tier on.
-    *_level_metrics("rack", "rack", "rack", derived_tier="node"),
+    # compute them, and they are stored from the node tier on. So are four sums no alert or
+    # dashboard reads per rack (268,800 series): the accelerators' power and reporting ratio
+    # and the servers' reporting ratio, which the node tier has server by server, and the
+    # energy counter, the sum of the rack's two feed counters.
+    *_level_metrics("rack", "rack", "rack", derived_tier="node", detail_tier="node"),
     Metric(
         "gigawatt_rack_accelerator_ecc_errors_total",
         "counter",

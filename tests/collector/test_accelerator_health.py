@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from collector import schemas
 from collector.accelerator_health import AcceleratorHealth, validate_errors
@@ -73,6 +74,37 @@ def test_a_missing_count_keeps_the_last_known_one() -> None:
     health.observe(np.arange(CHIPS), errors([(2, None, 2.0)]), 10.0)
     assert health.counts("ecc_errors")[2] == 5.0
     assert recent(health) == {2: 1.0}
+
+
+def test_a_complete_frame_in_order_gives_what_the_same_rows_shuffled_give() -> None:
+    """Every chip in index order takes the path without gathers and scatters; the same rows
+    in another order take the other. Counts, increases (resets and missing values among
+    them) and silence must not tell them apart."""
+    chips = 64
+    rng = np.random.default_rng(7)
+    in_order, shuffled = AcceleratorHealth(chips), AcceleratorHealth(chips)
+    counts = np.zeros((chips, 2))
+    for cycle in range(12):
+        counts += rng.integers(0, 3, size=counts.shape) * (rng.random(counts.shape) < 0.2)
+        counts[rng.random(chips) < 0.05] = 0.0  # a reset
+        rows: list[tuple[int | None, float | None, float | None]] = [
+            (chip, None if rng.random() < 0.1 else ecc, xid)
+            for chip, (ecc, xid) in enumerate(counts.tolist())
+        ]
+        frame = errors(rows)
+        order = rng.permutation(chips)
+        now = 10.0 * cycle
+        in_order.observe(np.arange(chips), frame, now)
+        shuffled.observe(order, frame[order.tolist()], now)
+        assert_frame_equal(in_order.recent_errors(), shuffled.recent_errors())
+        for column in ("ecc_errors", "xid_errors"):
+            np.testing.assert_array_equal(in_order.counts(column), shuffled.counts(column))
+    assert in_order.recent_errors().height > 0  # the sequence had increases to compare
+    # A cycle where some chips stay silent takes the other path for the last-seen times too.
+    in_order.observe(np.arange(chips - 3), errors([]), 200.0)
+    shuffled.observe(rng.permutation(chips - 3), errors([]), 200.0)
+    np.testing.assert_array_equal(in_order.silent_seconds(200.0), shuffled.silent_seconds(200.0))
+    assert np.count_nonzero(np.isfinite(in_order.silent_seconds(200.0))) == 3
 
 
 def test_validation_counts_every_bad_value_by_reason() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from deploy.stack import PROMETHEUS_ENV, env_file
 from tests.conftest import IN_CI, ROOT
 
 DEPLOY = ROOT / "deploy"
@@ -112,6 +113,12 @@ def flag(service: str, name: str) -> str:
         argument.split("=", 1)[1] for argument in arguments if argument.startswith(f"{name}=")
     ]
     return value
+
+
+def test_prometheus_gets_the_environment_the_native_stack_gives_it() -> None:
+    """compose and deploy/stack.py read one env file for Prometheus (GOMEMLIMIT)."""
+    assert (DEPLOY / compose()["services"]["prometheus"]["env_file"]).resolve() == PROMETHEUS_ENV
+    assert "GOMEMLIMIT" in env_file(PROMETHEUS_ENV)
 
 
 def test_containers_read_the_committed_configurations() -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from deploy.stack import PROMETHEUS_ENV, env_file
 from tests.conftest import ROOT
 from tests.stack import HOST, binary, free_port, query, wait_for
 
@@ -29,6 +30,28 @@ def listening(port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(1)
         return probe.connect_ex((HOST, port)) == 0
+
+
+def _same_group(pid: int, group: int) -> bool:
+    try:
+        return os.getpgid(pid) == group
+    except ProcessLookupError:
+        return False
+
+
+def _is_prometheus(pid: int) -> bool:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return Path(command[0].decode(errors="replace")).name == "prometheus"
+
+
+def process_environment(pid: str) -> dict[str, str]:
+    """The environment a running process was started with (/proc/PID/environ)."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
+    return {key: value for key, _, value in pairs}
 
 
 def test_make_stack_comes_up_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
@@ -84,6 +107,15 @@ def test_make_stack_comes_up_and_ctrl_c_stops_everything(tmp_path: Path) -> None
             within=60,
             what="the recording rules evaluated",
         )
+        # Prometheus runs with the environment compose gives it too (prometheus.env).
+        wanted = env_file(PROMETHEUS_ENV)
+        assert wanted
+        (environment,) = [
+            process_environment(pid)
+            for pid in os.listdir("/proc")
+            if pid.isdigit() and _same_group(int(pid), group) and _is_prometheus(int(pid))
+        ]
+        assert {key: environment.get(key) for key in wanted} == wanted
         managers = httpx.get(f"{prometheus}/api/v1/alertmanagers", timeout=5).json()
         assert [m["url"] for m in managers["data"]["activeAlertmanagers"]] == [
             f"{url['alertmanager']}/api/v2/alerts"

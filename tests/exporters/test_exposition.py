@@ -251,6 +251,76 @@ def test_rack_tier_has_racks_and_feeds_but_no_nodes_or_accelerators(
     assert racks == set(topology.racks["rack"].to_list())
 
 
+class SilentChipsAndServers:
+    """The demo simulator with some accelerators and some servers' BMCs silent."""
+
+    name = "simulated"
+
+    def __init__(self, topology: Topology, chips: Iterable[int], servers: Iterable[int]) -> None:
+        self.inner = SimulatedSource(topology, JOBS)
+        self.chips = list(chips)
+        self.servers = list(servers)
+
+    def read(self, now: float) -> SampleBatch:
+        batch = self.inner.read(now)
+        return replace(
+            batch,
+            accelerators=batch.accelerators.filter(~pl.col("accelerator_index").is_in(self.chips)),
+            nodes=batch.nodes.filter(~pl.col("node_index").is_in(self.servers)),
+        )
+
+
+def test_the_rack_sums_left_out_of_the_default_tier_are_what_the_docs_sum(
+    topology: Topology,
+) -> None:
+    """The four rack sums the default tier leaves out (docs/metrics.md, "Left out too") are
+    stored at the node tier, and equal the sums the docs give of the series beneath them,
+    with chips and servers missing in some racks."""
+    first_node_chips = range(int(topology.nodes["first_accelerator_index"][1]))
+    silent = SilentChipsAndServers(topology, [*first_node_chips, 40, 41, 42], servers=[1, 7])
+    snapshot = run_cycles(topology, [silent])
+    rack_tier = Exposition.parse(render(topology, snapshot, "rack").body)
+    node_tier = Exposition.parse(render(topology, snapshot, "node").body)
+    left_out = {
+        "gigawatt_rack_accelerator_power_watts",
+        "gigawatt_rack_accelerators_reporting_ratio",
+        "gigawatt_rack_nodes_reporting_ratio",
+        "gigawatt_rack_energy_joules_total",
+    }
+    assert not families(rack_tier) & left_out
+    assert left_out <= families(node_tier)
+
+    def by_rack(name: str, exposition: Exposition) -> dict[str, list[float]]:
+        grouped: dict[str, list[float]] = defaultdict(list)
+        for labels, value in exposition.series(name):
+            grouped[labels["rack"]].append(value)
+        return grouped
+
+    chip_power = by_rack("gigawatt_node_accelerator_power_watts", node_tier)
+    chip_share = by_rack("gigawatt_node_accelerators_reporting_ratio", node_tier)
+    servers_reporting = by_rack("gigawatt_node_power_watts", node_tier)
+    servers = by_rack("gigawatt_node_accelerator_capacity_watts", node_tier)
+    feed_energy = by_rack("gigawatt_feed_energy_joules_total", rack_tier)
+    expected = {
+        "gigawatt_rack_accelerator_power_watts": {r: sum(v) for r, v in chip_power.items()},
+        "gigawatt_rack_accelerators_reporting_ratio": {
+            r: sum(v) / len(v) for r, v in chip_share.items()
+        },
+        "gigawatt_rack_nodes_reporting_ratio": {
+            r: len(servers_reporting.get(r, [])) / len(v) for r, v in servers.items()
+        },
+        "gigawatt_rack_energy_joules_total": {r: sum(v) for r, v in feed_energy.items()},
+    }
+    first_rack = topology.racks["rack"][0]
+    assert expected["gigawatt_rack_accelerators_reporting_ratio"][first_rack] < 1
+    assert expected["gigawatt_rack_nodes_reporting_ratio"][first_rack] < 1
+    for name, per_rack in expected.items():
+        stored = {labels["rack"]: value for labels, value in node_tier.series(name)}
+        assert stored.keys() == per_rack.keys(), name
+        for rack, value in per_rack.items():
+            assert math.isclose(stored[rack], value, rel_tol=1e-6), (name, rack)
+
+
 def test_building_tier_has_no_hall_row_or_rack_series(
     topology: Topology, parsed: dict[str, Exposition]
 ) -> None:
