@@ -123,11 +123,18 @@ def stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, St
             config = _config(target, _rules(workdir, with_alerts))
             proms.append(stack.enter_context(prometheus(workdir, config)))
         cycles = name_of("process", "timestamp_seconds")
+        # The grid spectrum's figures appear once a meter has a minute of history.
+        spectrum = name_of("grid_meter", "dominant_frequency_hertz")
         for prom in proms:
             wait_for(
                 lambda url=prom.url: query(url, f"count_over_time({cycles}[1m]) >= 12"),
                 within=60,
                 what=f"twelve scrapes in {prom.url}",
+            )
+            wait_for(
+                lambda url=prom.url: query(url, spectrum),
+                within=120,
+                what=f"the grid spectrum in {prom.url}",
             )
         boards = dashboards()
         yield Stack(proms[0].url, boards), Stack(proms[1].url, boards)

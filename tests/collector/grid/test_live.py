@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from collector.grid.config import GridConfig, scaled_to_rating
-from collector.grid.live import GridMonitor, validate_meters
+from collector.grid.live import SPECTRUM_MIN_SEGMENTS, GridMonitor, validate_meters
 
 START = 1_780_000_000.0
 RATE = 20.0
@@ -117,3 +117,30 @@ def test_a_band_above_nyquist_is_reported_not_visible() -> None:
     top = frames[-1].bands.filter(pl.col("band") == "10 Hz-Nyquist").row(0, named=True)
     assert top["visibility"] == 0.0
     assert top["energy_ratio"] is None
+
+
+def test_the_spectrum_is_missing_until_the_history_averages_enough_segments() -> None:
+    """A new meter's first minute gives steps and ramps at once, but no oscillation figures:
+    one short segment reads a slow wander as an oscillation. From five half-overlapping
+    20 s segments (60 s) on, the same 0.5 Hz, 2 MW peak-to-peak oscillation is reported."""
+    config = GridConfig()
+    settled = config.segment_seconds * (SPECTRUM_MIN_SEGMENTS + 1) / 2
+    monitor = GridMonitor(config)
+    frames = feed(monitor, "poi", lambda t: 1e9 + 1e6 * np.sin(2 * np.pi * 0.5 * t), 90, 5.0)
+    early = [f for n, f in enumerate(frames) if (n + 1) * 5.0 < settled]
+    late = [f for n, f in enumerate(frames) if (n + 1) * 5.0 > settled]
+    assert early and late
+    for frame in early:
+        # Each band is listed with its visibility, without estimates.
+        assert frame.bands["visibility"].is_not_null().all()
+        assert frame.bands["energy_ratio"].is_null().all()
+        assert frame.bands["peak_to_peak_watts"].is_null().all()
+        (meter,) = frame.meters.iter_rows(named=True)
+        assert meter["dominant_frequency_hertz"] is None and meter["peak_to_peak_watts"] is None
+        assert meter["power_watts"] is not None  # the meter itself is there from the start
+    for frame in late:
+        (meter,) = frame.meters.iter_rows(named=True)
+        assert meter["dominant_frequency_hertz"] == pytest.approx(0.5, abs=0.01)
+        assert meter["peak_to_peak_watts"] == pytest.approx(2e6, rel=0.05)
+        band = frame.bands.filter(pl.col("band") == "0.1-1 Hz").row(0, named=True)
+        assert band["peak_to_peak_watts"] == pytest.approx(2e6, rel=0.05)
