@@ -108,8 +108,8 @@ def validate_meters(samples: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]
 # segments (60 s at the default 20 s). Welch's estimate spreads as 1/sqrt(segments): over the
 # first seconds after a start the whole record is one short segment, and a slow wander of the
 # load leaks into the 0.1 Hz bins as an "oscillation". On the mitigated demo the 0.1-1 Hz
-# component read up to 1.2 % of the meter's rating within 30 s of a start, up to 0.8 % from
-# 40 s and up to 0.6 % from 60 s, against a 1 % warning limit (8 start times, 3 min each).
+# component read up to 1.2 % of the meter's rating within 30 s of a start and up to 0.8 % from
+# 40 s, against a 1 % warning limit; from 60 s, up to 0.7 % (10 start times, 3 min each).
 SPECTRUM_MIN_SEGMENTS = 5
 
 
