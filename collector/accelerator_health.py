@@ -129,13 +129,12 @@ class AcceleratorHealth:
         if reporting.size == accelerators and arrays.is_identity(reporting):
             self._last_seen.fill(now)  # every chip, in order (the usual cycle): no scatter
         else:
-            self._last_seen[reporting.astype(np.int64)] = now
+            self._last_seen[reporting.astype(np.int64, copy=False)] = now
         if errors.height:
             index = errors["accelerator_index"].to_numpy()
             # Every chip in order (the usual cycle): the counters line up with the frame, so
             # no gather or scatter of millions of indexes.
             complete = index.size == accelerators and arrays.is_identity(index)
-            index = index.astype(np.int64)
             added = np.zeros(index.size)
             for column in ERROR_COLUMNS:
                 value = errors[column].cast(pl.Float64).fill_null(np.nan).to_numpy()
@@ -151,7 +150,7 @@ class AcceleratorHealth:
                     known[index[seen]] = value[seen]
             grew = added > 0
             if grew.any():
-                self._increases.append((now, index[grew], added[grew]))
+                self._increases.append((now, index[grew].astype(np.int64), added[grew]))
         horizon = now - self.error_window_seconds
         while self._increases and self._increases[0][0] <= horizon:
             self._increases.popleft()

@@ -88,11 +88,12 @@ def budget_markdown(site: Site) -> list[str]:
             else f"`{power} / {capacity}`"
         )
         lines.append(f"| `{metric.name}` | {counts[metric.frame]:,} | {formula} |")
+    sums = _rack_sums("building, hall, row, rack")
     detail = [
         metric
         for metric in contract.METRICS
         if metric.frame == "rack"
-        and metric.column in _RACK_DETAIL
+        and metric.column in sums
         and contract.TIERS.index(metric.tier) > contract.TIERS.index(contract.DEFAULT_TIER)
     ]
     lines += [
@@ -104,10 +105,8 @@ def budget_markdown(site: Site) -> list[str]:
         "| Metric | Series at the campus | Summed from |",
         "|---|---|---|",
     ]
-    rack = "building, hall, row, rack"
     for metric in detail:
-        formula = _rack_detail(metric.column, rack)
-        lines.append(f"| `{metric.name}` | {counts[metric.frame]:,} | `{formula}` |")
+        lines.append(f"| `{metric.name}` | {counts[metric.frame]:,} | `{sums[metric.column]}` |")
     lines.append("")
     return lines
 
@@ -115,28 +114,18 @@ def budget_markdown(site: Site) -> list[str]:
 # The rack sums left out of the default tier, and how each is had from the series below it.
 # A rack holds one server type, so its servers' ratios weigh alike and their mean is the
 # rack's.
-_RACK_DETAIL = (
-    "accelerator_power_watts",
-    "accelerators_reporting_ratio",
-    "nodes_reporting_ratio",
-    "energy_joules",
-)
+def _rack_sums(by: str) -> dict[str, str]:
+    def node(column: str) -> str:
+        return contract.name_of("node", column)
 
-
-def _rack_detail(column: str, by: str) -> str:
-    node = "node"
-    if column == "accelerator_power_watts":
-        return f"sum by ({by}) ({contract.name_of(node, 'accelerator_power_watts')})"
-    if column == "accelerators_reporting_ratio":
-        return f"avg by ({by}) ({contract.name_of(node, 'accelerators_reporting_ratio')})"
-    if column == "nodes_reporting_ratio":
-        return (
-            f"count by ({by}) ({contract.name_of(node, 'power_watts')}) / "
-            f"count by ({by}) ({contract.name_of(node, 'capacity_watts')})"
-        )
-    if column == "energy_joules":
-        return f"sum by ({by}) ({contract.name_of('feed', 'energy_joules')})"
-    raise KeyError(column)
+    return {
+        "accelerator_power_watts": f"sum by ({by}) ({node('accelerator_power_watts')})",
+        "accelerators_reporting_ratio": (f"avg by ({by}) ({node('accelerators_reporting_ratio')})"),
+        "nodes_reporting_ratio": (
+            f"count by ({by}) ({node('power_watts')}) / count by ({by}) ({node('capacity_watts')})"
+        ),
+        "energy_joules": f"sum by ({by}) ({contract.name_of('feed', 'energy_joules')})",
+    }
 
 
 def metrics_markdown() -> str:
