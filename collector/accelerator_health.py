@@ -60,26 +60,33 @@ def validate_errors(frame: pl.DataFrame, accelerators: int) -> ValidatedErrors:
     # A strictly increasing index (what sources normally send) has no duplicates: only
     # otherwise pay for a hash of every index, as validate() does for the other samples.
     indexes = frame.get_column("accelerator_index")
-    strictly_increasing = indexes.null_count() == 0 and bool(
-        np.all(np.diff(indexes.to_numpy().astype(np.int64)) > 0)
-    )
-    duplicate = (
-        pl.lit(False)
-        if strictly_increasing
-        else ~unknown & ~pl.when(~unknown).then(index).is_first_distinct()
-    )
+    strictly_increasing = arrays.strictly_increasing(indexes)
     rejections: dict[str, int] = {}
-    row_checks = {"unknown_entity": unknown, "duplicate": duplicate}
-    flagged = frame.select(rows.any().alias(reason) for reason, rows in row_checks.items())
-    for reason, rows in row_checks.items():
-        if not flagged.get_column(reason).item():
-            continue
-        count = int(frame.filter(rows).select(present.sum()).item() or 0)
-        if count:
-            rejections[reason] = count
-    # No row to drop (the usual cycle): keep the frame as it is, no 2 M-row copy.
-    dropped = any(flagged.get_column(reason).item() for reason in row_checks)
-    kept = frame.filter(~unknown & ~duplicate) if dropped else frame
+    if strictly_increasing and (not frame.height or int(indexes[-1]) < accelerators):
+        kept = frame  # no unknown or repeated index (the usual cycle): no per-row checks
+    else:
+        duplicate = (
+            pl.lit(False)
+            if strictly_increasing
+            else ~unknown & ~pl.when(~unknown).then(index).is_first_distinct()
+        )
+        row_checks = {"unknown_entity": unknown, "duplicate": duplicate}
+        flagged = frame.select(rows.any().alias(reason) for reason, rows in row_checks.items())
+        for reason, rows in row_checks.items():
+            if not flagged.get_column(reason).item():
+                continue
+            count = int(frame.filter(rows).select(present.sum()).item() or 0)
+            if count:
+                rejections[reason] = count
+        # No row to drop: keep the frame as it is, no 2 M-row copy.
+        dropped = any(flagged.get_column(reason).item() for reason in row_checks)
+        kept = frame.filter(~unknown & ~duplicate) if dropped else frame
+    valid = {c: pl.col(c).is_finite() & (pl.col(c) >= 0) for c in ERROR_COLUMNS}
+    accepted_by_column = kept.select(valid[c].sum().alias(c) for c in ERROR_COLUMNS).row(0)
+    accepted = sum(int(count) for count in accepted_by_column)
+    present_values = sum(kept.height - kept.get_column(c).null_count() for c in ERROR_COLUMNS)
+    if accepted == present_values:  # every count usable (the usual cycle): no rewrite
+        return ValidatedErrors(kept, accepted, rejections)
     checks = kept.select(
         *(
             (pl.col(c).is_not_null() & ~pl.col(c).is_finite()).sum().alias(f"{c}:not_finite")
@@ -89,20 +96,12 @@ def validate_errors(frame: pl.DataFrame, accelerators: int) -> ValidatedErrors:
             (pl.col(c).is_finite() & (pl.col(c) < 0)).sum().alias(f"{c}:negative")
             for c in ERROR_COLUMNS
         ),
-        *(
-            (pl.col(c).is_finite() & (pl.col(c) >= 0)).sum().alias(f"{c}:accepted")
-            for c in ERROR_COLUMNS
-        ),
     ).row(0, named=True)
     for reason in ("not_finite", "negative"):
         count = sum(int(checks[f"{c}:{reason}"]) for c in ERROR_COLUMNS)
         if count:
             rejections[reason] = rejections.get(reason, 0) + count
-    cleaned = kept.with_columns(
-        pl.when(pl.col(c).is_finite() & (pl.col(c) >= 0)).then(pl.col(c)).alias(c)
-        for c in ERROR_COLUMNS
-    )
-    accepted = sum(int(checks[f"{c}:accepted"]) for c in ERROR_COLUMNS)
+    cleaned = kept.with_columns(pl.when(valid[c]).then(pl.col(c)).alias(c) for c in ERROR_COLUMNS)
     return ValidatedErrors(cleaned, accepted, rejections)
 
 
@@ -112,6 +111,7 @@ class AcceleratorHealth:
     def __init__(self, accelerators: int, error_window_seconds: float = 600.0) -> None:
         self.error_window_seconds = error_window_seconds
         self._last_seen = np.full(accelerators, np.nan)
+        self._everyone_seen_at: float | None = None  # when every chip last reported at once
         self._counts = {column: np.full(accelerators, np.nan) for column in ERROR_COLUMNS}
         # (when, accelerator indexes, errors added): the increases within the window.
         self._increases: deque[tuple[float, IndexArray, FloatArray]] = deque()
@@ -128,32 +128,49 @@ class AcceleratorHealth:
         reporting = np.asarray(reporting)
         if reporting.size == accelerators and arrays.is_identity(reporting):
             self._last_seen.fill(now)  # every chip, in order (the usual cycle): no scatter
+            self._everyone_seen_at = now
         else:
             self._last_seen[reporting.astype(np.int64, copy=False)] = now
         if errors.height:
-            index = errors["accelerator_index"].to_numpy()
+            index = errors["accelerator_index"].to_numpy().astype(np.int64)
             # Every chip in order (the usual cycle): the counters line up with the frame, so
             # no gather or scatter of millions of indexes.
             complete = index.size == accelerators and arrays.is_identity(index)
-            added = np.zeros(index.size)
+            rows: list[IndexArray] = []
+            deltas: list[FloatArray] = []
             for column in ERROR_COLUMNS:
-                value = errors[column].cast(pl.Float64).fill_null(np.nan).to_numpy()
+                value = errors[column].cast(pl.Float64).to_numpy()  # null: NaN
                 known = self._counts[column]
                 before = known if complete else known[index]
-                seen = np.isfinite(value)
-                compared = seen & np.isfinite(before)
-                delta = np.where(value >= before, value - before, value)
-                added += np.where(compared, delta, 0.0)
-                if complete:
-                    np.copyto(known, value, where=seen)
-                else:
-                    known[index[seen]] = value[seen]
-            grew = added > 0
+                # Only a counter that differs from the last known one (NaN differs from
+                # everything) can add errors or update what is known: few chips a cycle.
+                moved = np.flatnonzero(value != before)
+                now_value, last_value = value[moved], before[moved]
+                seen = np.isfinite(now_value)
+                compared = seen & np.isfinite(last_value)
+                delta = np.where(now_value >= last_value, now_value - last_value, now_value)
+                rows.append(moved[compared])
+                deltas.append(delta[compared])
+                known[moved[seen] if complete else index[moved[seen]]] = now_value[seen]
+            row = np.concatenate(rows)
+            delta = np.concatenate(deltas)
+            grew = delta > 0
             if grew.any():
-                self._increases.append((now, index[grew].astype(np.int64), added[grew]))
+                chips, position = np.unique(index[row[grew]], return_inverse=True)
+                added: FloatArray = np.bincount(
+                    position, weights=delta[grew], minlength=chips.size
+                ).astype(np.float64, copy=False)
+                self._increases.append((now, chips, added))
         horizon = now - self.error_window_seconds
         while self._increases and self._increases[0][0] <= horizon:
             self._increases.popleft()
+
+    def any_silent(self, now: float) -> bool:
+        """Whether some accelerator that reported before did not report at ``now``: without a
+        pass over millions of chips when every one of them reported at ``now``."""
+        if self._everyone_seen_at == now:
+            return False
+        return bool((self._last_seen < now).any())
 
     def silent_seconds(self, now: float) -> FloatArray:
         """Per accelerator: seconds since it last reported, for those that reported before

@@ -336,7 +336,7 @@ class Pipeline:
             topology,
             self.config.top_k_anomalies,
             allocations=allocations,
-            silent_seconds=health.silent_seconds(now),
+            silent_seconds=health.silent_seconds(now) if health.any_silent(now) else None,
             recent_errors=health.recent_errors(),
         )
         self._cycles += 1

@@ -29,6 +29,9 @@ Semantics, the same at every level from rack to site:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 import polars as pl
@@ -173,48 +176,59 @@ def feed_frame(feeds: pl.DataFrame, topology: Topology, feed_energy: FloatArray)
 
 
 def rack_frame(nodes: pl.DataFrame, feeds: pl.DataFrame, topology: Topology) -> pl.DataFrame:
-    """Per rack: PDU power (the electrical truth) beside its accelerators' own reports."""
-    from_feeds = feeds.group_by("rack_index").agg(
-        sum_or_null("power_watts"),
-        pl.col("power_watts").count().cast(pl.UInt32).alias("feeds_reporting"),
-        pl.len().cast(pl.UInt32).alias("feeds_expected"),
-        pl.col("energy_joules").sum(),
+    """Per rack: PDU power (the electrical truth) beside its accelerators' own reports.
+
+    ``feeds`` and ``nodes`` hold one row per entity in index order (feed_frame, node_frame),
+    and a rack's feeds and nodes are contiguous ranges: each sum is a ``reduceat``."""
+    by_feed = topology.first_children("feed", "rack")
+    by_node = topology.first_children("node", "rack")
+
+    def column(frame: pl.DataFrame, name: str) -> FloatArray:
+        values: FloatArray = frame.get_column(name).cast(pl.Float64).to_numpy()  # null: NaN
+        return values
+
+    def total(values: FloatArray, first: IndexArray) -> FloatArray:
+        """A sum that counts missing as nothing (energy counters, counts)."""
+        summed: FloatArray = np.add.reduceat(np.nan_to_num(values, nan=0.0), first)
+        return summed
+
+    feed_power = column(feeds, "power_watts")
+    node_power = column(nodes, "power_watts")
+    counts = {
+        "feeds_reporting": arrays.count_by(feed_power, by_feed),
+        "feeds_expected": np.diff(by_feed, append=feeds.height),
+        "accelerators_reporting": total(column(nodes, "accelerators_reporting"), by_node),
+        "accelerators_expected": total(column(nodes, "accelerators_expected"), by_node),
+        "nodes_reporting": arrays.count_by(node_power, by_node),
+        "nodes_expected": np.diff(by_node, append=nodes.height),
+    }
+    frame = topology.racks.select(
+        "rack_index", "row_index", "hall_index", "building_index", "capacity_watts"
+    ).with_columns(
+        arrays.series("power_watts", arrays.sum_by(feed_power, by_feed)),
+        *(pl.Series(name, counts[name], dtype=pl.UInt32) for name in list(counts)[:2]),
+        pl.Series("energy_joules", total(column(feeds, "energy_joules"), by_feed)),
+        arrays.series(
+            "accelerator_power_watts",
+            arrays.sum_by(column(nodes, "accelerator_power_watts"), by_node),
+        ),
+        *(pl.Series(name, counts[name], dtype=pl.UInt32) for name in list(counts)[2:4]),
+        arrays.series("node_power_watts", arrays.sum_by(node_power, by_node)),
+        *(pl.Series(name, counts[name], dtype=pl.UInt32) for name in list(counts)[4:]),
+        arrays.series(
+            "max_temperature_celsius",
+            arrays.max_by(column(nodes, "max_temperature_celsius"), by_node),
+        ),
+        pl.Series(
+            "accelerator_energy_joules",
+            total(column(nodes, "accelerator_energy_joules"), by_node),
+        ),
     )
-    from_nodes = nodes.group_by("rack_index").agg(
-        sum_or_null("accelerator_power_watts"),
-        pl.col("accelerators_reporting").sum(),
-        pl.col("accelerators_expected").sum(),
-        sum_or_null("power_watts").alias("node_power_watts"),
-        pl.col("power_watts").count().cast(pl.UInt32).alias("nodes_reporting"),
-        pl.len().cast(pl.UInt32).alias("nodes_expected"),
-        pl.col("max_temperature_celsius").max(),
-        pl.col("accelerator_energy_joules").sum(),
-    )
-    frame = (
-        topology.racks.select(
-            "rack_index", "row_index", "hall_index", "building_index", "capacity_watts"
-        )
-        .join(from_feeds, on="rack_index", how="left", maintain_order="left")
-        .join(from_nodes, on="rack_index", how="left", maintain_order="left")
-        .with_columns(
-            pl.col(
-                "feeds_reporting",
-                "feeds_expected",
-                "accelerators_reporting",
-                "accelerators_expected",
-                "nodes_reporting",
-                "nodes_expected",
-            )
-            .fill_null(0)
-            .cast(pl.UInt32),
-            pl.col("energy_joules", "accelerator_energy_joules").fill_null(0.0),
-        )
-        .with_columns(
-            unattributed_power_watts=pl.when(
-                (pl.col("feeds_reporting") == pl.col("feeds_expected"))
-                & (pl.col("nodes_reporting") == pl.col("nodes_expected"))
-            ).then(pl.col("power_watts") - pl.col("node_power_watts"))
-        )
+    frame = frame.with_columns(
+        unattributed_power_watts=pl.when(
+            (pl.col("feeds_reporting") == pl.col("feeds_expected"))
+            & (pl.col("nodes_reporting") == pl.col("nodes_expected"))
+        ).then(pl.col("power_watts") - pl.col("node_power_watts"))
     )
     return with_derived_ratios(frame)
 
@@ -226,17 +240,11 @@ def with_error_counts(
     (``accelerator_ecc_errors``, ``accelerator_xid_errors``): null when none of its chips
     ever reported one. A chip that falls silent keeps its last count, so the sum only goes
     down when a counter is reset, which a Prometheus counter reads as a reset."""
-    chip_rack = topology.accelerators["rack_index"].to_numpy()
-    racks_count = topology.racks.height
-    columns = []
-    for column, values in counts.items():
-        known = np.isfinite(values)
-        total = np.bincount(chip_rack, weights=np.where(known, values, 0.0), minlength=racks_count)
-        reporting = np.bincount(chip_rack, weights=known, minlength=racks_count)
-        columns.append(
-            arrays.series(f"accelerator_{column}", np.where(reporting > 0, total, np.nan))
-        )
-    return racks.with_columns(columns)
+    first = topology.first_children("accelerator", "rack")
+    return racks.with_columns(
+        arrays.series(f"accelerator_{column}", arrays.sum_by(values, first))
+        for column, values in counts.items()
+    )
 
 
 def parent_frame(children: pl.DataFrame, level: str, topology: Topology) -> pl.DataFrame:
@@ -356,32 +364,49 @@ REASON_COLUMNS = {
 }
 
 
-def _top_k_by_node(score: FloatArray, first: npt.NDArray[np.int64], top_k: int) -> IndexArray:
-    """The (at most) K chips with the highest finite score, best first.
+@dataclass(frozen=True)
+class _Ranking:
+    """One anomaly reason's score: per node the best score of its chips (``node_best``), and
+    the score of any chips on demand. Only the chips of the K best nodes are ever scored, so a
+    reason whose node best follows from per-node extremes costs no pass over millions of
+    chips."""
+
+    node_best: FloatArray
+    of_chips: Callable[[IndexArray], FloatArray]
+
+
+def _chip_ranking(score: FloatArray, first: IndexArray) -> _Ranking:
+    """A reason scored on every chip already (a limit that differs between chips)."""
+    best: FloatArray = np.fmax.reduceat(np.where(np.isfinite(score), score, np.nan), first)
+    return _Ranking(best, lambda chips: score[chips])
+
+
+def _top_k_by_node(
+    ranking: _Ranking, first: IndexArray, ends: IndexArray, top_k: int
+) -> tuple[IndexArray, FloatArray]:
+    """The (at most) K chips with the highest finite score, best first, and their scores.
 
     The K best chips lie in at most K nodes, so the nodes are ranked first by their best chip
-    (a reduceat over contiguous ranges) and only their chips are ranked: no sort or partition
-    over millions of chips.
+    and only their chips are scored and ranked: no sort or partition over millions of chips.
     """
-    count = score.size
-    ranked = np.where(np.isfinite(score), score, -np.inf)
-    node_best = np.maximum.reduceat(ranked, first)
+    node_best = np.where(np.isfinite(ranking.node_best), ranking.node_best, -np.inf)
     k_nodes = min(top_k, int(np.isfinite(node_best).sum()))
     if k_nodes == 0:
-        return np.zeros(0, dtype=np.int64)
-    ends = np.append(first[1:], count)
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
     best_nodes = np.argpartition(-node_best, k_nodes - 1)[:k_nodes]
     chips = np.concatenate([np.arange(first[n], ends[n]) for n in best_nodes.tolist()])
-    chips = chips[np.isfinite(ranked[chips])]
-    chosen: IndexArray = chips[np.argsort(-ranked[chips], kind="stable")[:top_k]]
-    return chosen
+    score = ranking.of_chips(chips)
+    finite = np.isfinite(score)
+    chips, score = chips[finite], score[finite]
+    order = np.argsort(-score, kind="stable")[:top_k]
+    return chips[order], score[order]
 
 
-def _job_of_chip(
-    allocations: pl.DataFrame, topology: Topology
-) -> tuple[npt.NDArray[np.int64], list[str]]:
-    """Per accelerator, the code of the job holding its rack (-1: none), and the job names."""
-    held = allocations.drop_nulls("job").unique("rack_index", keep="first", maintain_order=True)
+def _job_of_node(allocations: pl.DataFrame, topology: Topology) -> tuple[IndexArray, list[str]]:
+    """Per node, the code of the job holding its rack (-1: none), and the job names."""
+    held = allocations.drop_nulls("job")
+    if not arrays.strictly_increasing(held.get_column("rack_index")):  # else none repeats
+        held = held.unique("rack_index", keep="first", maintain_order=True)
     names = held["job"].unique(maintain_order=True)
     codes = held.join(
         pl.DataFrame({"job": names, "code": np.arange(names.len(), dtype=np.int64)}),
@@ -391,8 +416,8 @@ def _job_of_chip(
     )
     rack_code = np.full(topology.racks.height, -1, dtype=np.int64)
     rack_code[codes["rack_index"].to_numpy().astype(np.int64)] = codes["code"].to_numpy()
-    chip_rack = topology.accelerators["rack_index"].to_numpy().astype(np.int64)
-    return rack_code[chip_rack], names.to_list()
+    node_rack = topology.nodes["rack_index"].to_numpy().astype(np.int64)
+    return rack_code[node_rack], names.to_list()
 
 
 def _job_medians(
@@ -445,48 +470,81 @@ def anomalous_accelerators(
     table = topology.accelerators
     count = topology.accelerator_count
     first = topology.nodes["first_accelerator_index"].to_numpy().astype(np.int64)
-    sizes = np.diff(np.append(first, count))
+    ends = np.append(first[1:], count)
     power = arrays.dense(accelerators, "accelerator_index", "power_watts", count)
     temperature = arrays.dense(accelerators, "accelerator_index", "temperature_celsius", count)
 
-    def attribute(column: str) -> FloatArray | float:
-        uniform = topology.uniform_value("accelerator", column)
-        return uniform if uniform is not None else table[column].to_numpy()
+    def node_of(chips: IndexArray) -> IndexArray:
+        found: IndexArray = np.searchsorted(first, chips, side="right") - 1
+        return found
 
-    job_code, job_names = _job_of_chip(
+    node_code, job_names = _job_of_node(
         allocations if allocations is not None else schemas.empty(schemas.ALLOCATION_SAMPLES),
         topology,
     )
     with np.errstate(invalid="ignore", divide="ignore"):
         node_mean = (nodes["accelerator_power_watts"] / nodes["accelerators_reporting"]).to_numpy()
-        scores: dict[str, FloatArray] = {
-            "hot": temperature - attribute("max_temperature_celsius"),
-            "power_outlier": np.abs(power - np.repeat(node_mean, sizes)) / attribute("tdp_watts"),
+        # Each reason's best chip per node follows from the node's extremes (a score rises
+        # with temperature, with the distance from the node's mean, with the shortfall under
+        # the job's median), where a limit is shared by every chip; else every chip is scored.
+        power_max = np.fmax.reduceat(power, first)
+        power_min = np.fmin.reduceat(power, first)
+        temperature_max = np.fmax.reduceat(temperature, first)
+        limit = topology.uniform_value("accelerator", "max_temperature_celsius")
+        tdp = topology.uniform_value("accelerator", "tdp_watts")
+        rankings: dict[str, _Ranking] = {
+            "hot": (
+                _Ranking(temperature_max - limit, lambda chips: temperature[chips] - limit)
+                if limit is not None
+                else _chip_ranking(temperature - table["max_temperature_celsius"].to_numpy(), first)
+            ),
+            "power_outlier": (
+                _Ranking(
+                    np.fmax(power_max - node_mean, node_mean - power_min) / tdp,
+                    lambda chips: np.abs(power[chips] - node_mean[node_of(chips)]) / tdp,
+                )
+                if tdp is not None
+                else _chip_ranking(
+                    np.abs(power - np.repeat(node_mean, ends - first))
+                    / table["tdp_watts"].to_numpy(),
+                    first,
+                )
+            ),
         }
-        job_power_ratio = np.full(count, np.nan)
-        job_excess = np.full(count, np.nan)
+        median_power = median_temperature = np.zeros(0)
         if job_names:
-            node_code = job_code[first]
             node_temperature = arrays.sum_by(temperature, first) / arrays.count_by(
                 temperature, first
             )
             median_power = _job_medians(node_mean, node_code, len(job_names))
             median_temperature = _job_medians(node_temperature, node_code, len(job_names))
-            in_job = job_code >= 0
-            safe_code = np.maximum(job_code, 0)
-            job_power_ratio = np.where(in_job, power / median_power[safe_code], np.nan)
-            job_excess = np.where(in_job, temperature - median_temperature[safe_code], np.nan)
-            scores["straggler_power"] = 1.0 - job_power_ratio
-            scores["straggler_temperature"] = job_excess
+            in_job = node_code >= 0
+            node_power_median = np.where(in_job, median_power[np.maximum(node_code, 0)], np.nan)
+            node_temperature_median = np.where(
+                in_job, median_temperature[np.maximum(node_code, 0)], np.nan
+            )
+            # Node means are never negative, so a median is 0 or above; at 0 no ratio exists.
+            node_power_median[node_power_median <= 0] = np.nan
+            rankings["straggler_power"] = _Ranking(
+                1.0 - power_min / node_power_median,
+                lambda chips: 1.0 - power[chips] / node_power_median[node_of(chips)],
+            )
+            rankings["straggler_temperature"] = _Ranking(
+                temperature_max - node_temperature_median,
+                lambda chips: temperature[chips] - node_temperature_median[node_of(chips)],
+            )
     silent = np.full(count, np.nan) if silent_seconds is None else silent_seconds
     if np.isfinite(silent).any():
-        scores["silent"] = -silent
+        rankings["silent"] = _Ranking(
+            -np.fmin.reduceat(silent, first), lambda chips: -silent[chips]
+        )
 
     picks: list[tuple[str, IndexArray, FloatArray]] = []
-    for reason, score in scores.items():
-        indexes = _top_k_by_node(score, first, top_k)
-        if indexes.size:
-            picks.append((reason, indexes, score[indexes]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for reason, ranking in rankings.items():
+            indexes, scores = _top_k_by_node(ranking, first, ends, top_k)
+            if indexes.size:
+                picks.append((reason, indexes, scores))
     errors = recent_errors if recent_errors is not None else schemas.empty(ERRORS_SCHEMA)
     errors = errors.filter(pl.col("recent_errors") > 0)
     most = errors.sort("recent_errors", "accelerator_index", descending=[True, False]).head(top_k)
@@ -503,7 +561,17 @@ def anomalous_accelerators(
     chosen = np.concatenate([indexes for _, indexes, _ in picks])
     reasons = [reason for reason, indexes, _ in picks for _ in range(indexes.size)]
     names = pl.Series("training_job", job_names, dtype=pl.String)
-    codes = job_code[chosen]
+    codes = node_code[node_of(chosen)]
+    job_power_ratio = np.full(chosen.size, np.nan)
+    job_excess = np.full(chosen.size, np.nan)
+    if job_names:
+        in_job = codes >= 0
+        safe_code = np.maximum(codes, 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            job_power_ratio = np.where(in_job, power[chosen] / median_power[safe_code], np.nan)
+            job_excess = np.where(
+                in_job, temperature[chosen] - median_temperature[safe_code], np.nan
+            )
     frame = pl.DataFrame(
         {
             "accelerator_index": chosen.astype(np.uint32),
@@ -513,8 +581,8 @@ def anomalous_accelerators(
             "temperature_celsius": temperature[chosen],
             "training_job": pl.Series(codes, dtype=pl.Int64),
             "silent_seconds": silent[chosen],
-            "job_power_ratio": job_power_ratio[chosen],
-            "job_temperature_excess_celsius": job_excess[chosen],
+            "job_power_ratio": job_power_ratio,
+            "job_temperature_excess_celsius": job_excess,
         },
         nan_to_null=True,
     ).with_columns(

@@ -42,6 +42,9 @@ class Topology:
         default_factory=dict, repr=False, compare=False
     )
     _names: dict[str, pl.DataFrame] = field(default_factory=dict, repr=False, compare=False)
+    _offsets: dict[str, npt.NDArray[np.int64]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def uniform_value(self, kind: str, column: str) -> float | None:
         """The one value a column takes across a level (accelerator, feed, building), or None
@@ -50,6 +53,19 @@ class Topology:
             values = getattr(self, f"{kind}s").get_column(column).unique()
             self._uniform[(kind, column)] = float(values[0]) if values.len() == 1 else None
         return self._uniform[(kind, column)]
+
+    def first_children(self, child: str, parent: str) -> npt.NDArray[np.int64]:
+        """Per entity of the ``parent`` level (node, rack), the index of its first entity of
+        the ``child`` level (accelerator, node, feed). Children of one parent are one
+        contiguous range and every parent has at least one, so these offsets reduce a
+        per-child array per parent with ``np.*.reduceat``. Cached: the topology never
+        changes."""
+        key = f"{child}/{parent}"
+        if key not in self._offsets:
+            of_parent = getattr(self, f"{child}s").get_column(f"{parent}_index").to_numpy()
+            parents = getattr(self, f"{parent}s").height
+            self._offsets[key] = np.searchsorted(of_parent, np.arange(parents)).astype(np.int64)
+        return self._offsets[key]
 
     @property
     def accelerator_count(self) -> int:

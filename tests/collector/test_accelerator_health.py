@@ -41,6 +41,21 @@ def test_silence_counts_from_the_last_report_and_never_seen_is_not_silent() -> N
     health.observe(np.array([0, 1, 2, 3, 4]), zeros(), 130.0)
     later = health.silent_seconds(130.0)
     assert np.isnan(later[4]) and later[5] == 30.0
+    assert health.any_silent(130.0)
+
+
+def test_nobody_is_silent_when_every_chip_reports_again() -> None:
+    health = AcceleratorHealth(CHIPS)
+    health.observe(np.arange(CHIPS), zeros(), 100.0)
+    assert not health.any_silent(100.0)
+    health.observe(np.arange(CHIPS - 1), zeros(), 110.0)  # the last chip falls silent
+    assert health.any_silent(110.0)
+    health.observe(np.arange(CHIPS), zeros(), 120.0)  # and comes back
+    assert not health.any_silent(120.0)
+    assert np.isnan(health.silent_seconds(120.0)).all()
+    # A cycle that nobody reported in: everyone seen before is silent.
+    health.observe(np.zeros(0, dtype=np.int64), zeros().head(0), 130.0)
+    assert health.any_silent(130.0)
 
 
 def test_the_first_count_is_a_baseline_and_growth_is_recent_errors() -> None:

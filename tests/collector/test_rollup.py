@@ -692,6 +692,145 @@ def test_silent_chips_are_listed_most_recently_silent_first(demo: Topology) -> N
     )
 
 
+MIXED = """\
+name: mixed
+contract_watts: 200000
+accelerator_types:
+  big: {tdp_watts: 700, idle_watts: 100, memory_bytes: 1000, max_temperature_celsius: 90}
+  small: {tdp_watts: 300, idle_watts: 50, memory_bytes: 1000, max_temperature_celsius: 100}
+node_types:
+  wide: {accelerator_type: big, accelerators: 3, host_idle_watts: 100, host_max_watts: 200}
+  narrow: {accelerator_type: small, accelerators: 2, host_idle_watts: 100, host_max_watts: 200}
+rack_types:
+  a:
+    node_type: wide
+    nodes: 2
+    pdus: [{feed: A, voltage_volts: 415, phases: 3, breaker_amps: 60}]
+  b:
+    node_type: narrow
+    nodes: 3
+    pdus: [{feed: A, voltage_volts: 415, phases: 3, breaker_amps: 60}]
+building_types:
+  hall:
+    halls:
+      - {rows: 2, racks_per_row: 3, rack_type: a}
+      - {rows: 2, racks_per_row: 3, rack_type: b}
+    lineups:
+      - {name: A, capacity_watts: 100000}
+buildings:
+  - {type: hall, count: 2}
+"""
+
+
+def brute_force_anomalies(
+    topology: Topology,
+    accelerators: pl.DataFrame,
+    nodes: pl.DataFrame,
+    job_of_rack: list[str | None],
+    silent: FloatArray,
+    top_k: int,
+) -> dict[str, list[tuple[int, float]]]:
+    """Every chip scored by the documented formulas, sorted whole: what the node-first ranking
+    must pick. Medians over each job's servers' mean power and mean temperature."""
+    count = topology.accelerator_count
+    table = topology.accelerators
+    power = np.full(count, np.nan)
+    temperature = np.full(count, np.nan)
+    index = accelerators["accelerator_index"].to_numpy()
+    power[index] = accelerators["power_watts"].fill_null(np.nan).to_numpy()
+    temperature[index] = accelerators["temperature_celsius"].fill_null(np.nan).to_numpy()
+    node = table["node_index"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        node_power = (nodes["accelerator_power_watts"] / nodes["accelerators_reporting"]).to_numpy()
+        node_temperature = np.array(
+            [
+                np.nansum(temperature[node == n]) / np.isfinite(temperature[node == n]).sum()
+                for n in range(nodes.height)
+            ]
+        )
+    node_job = [job_of_rack[r] for r in topology.nodes["rack_index"].to_list()]
+    median: dict[str, tuple[float, float]] = {}
+    for job in {j for j in job_of_rack if j is not None}:
+        held = [n for n in range(nodes.height) if node_job[n] == job]
+        powers = [node_power[n] for n in held if np.isfinite(node_power[n])]
+        temperatures = [node_temperature[n] for n in held if np.isfinite(node_temperature[n])]
+        median[job] = (
+            float(np.median(powers)) if powers else np.nan,
+            float(np.median(temperatures)) if temperatures else np.nan,
+        )
+    chip_job = [node_job[n] for n in node]
+    job_power = np.array([median[j][0] if j else np.nan for j in chip_job])
+    job_temperature = np.array([median[j][1] if j else np.nan for j in chip_job])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scores = {
+            "hot": temperature - table["max_temperature_celsius"].to_numpy(),
+            "power_outlier": np.abs(power - node_power[node]) / table["tdp_watts"].to_numpy(),
+            "straggler_power": 1.0 - power / job_power,
+            "straggler_temperature": temperature - job_temperature,
+            "silent": -silent,
+        }
+    picked = {}
+    for reason, score in scores.items():
+        chips = [c for c in range(count) if np.isfinite(score[c])]
+        chips.sort(key=lambda c: -score[c])
+        if chips:
+            picked[reason] = [(c, float(score[c])) for c in chips[:top_k]]
+    return picked
+
+
+@pytest.mark.parametrize("site", ["demo", "mixed"])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_node_first_ranking_picks_what_scoring_every_chip_picks(site: str, seed: int) -> None:
+    """The anomaly list ranks nodes by their best chip and scores only the chips of the best
+    nodes. On random readings with holes, jobs on some racks and silent chips, it must pick
+    the same chips, in the same order, with the same scores as scoring every chip."""
+    topology = build_topology(load_preset("demo") if site == "demo" else parse_site(MIXED))
+    rng = np.random.default_rng(seed)
+    count = topology.accelerator_count
+    tdp = topology.accelerators["tdp_watts"].to_numpy()
+    power = rng.uniform(0.2, 1.1, count) * tdp
+    temperature = rng.uniform(30.0, 99.0, count)
+    power[rng.random(count) < 0.05] = np.nan
+    temperature[rng.random(count) < 0.05] = np.nan
+    reporting = rng.random(count) > 0.03
+    accelerators = pl.DataFrame(
+        {
+            "accelerator_index": np.flatnonzero(reporting).astype(np.uint32),
+            "timestamp_seconds": np.full(int(reporting.sum()), NOW),
+            "power_watts": power[reporting],
+            "temperature_celsius": temperature[reporting],
+            "utilization_ratio": np.full(int(reporting.sum()), 0.5),
+            "memory_used_bytes": np.full(int(reporting.sum()), 10.0),
+        },
+        schema=dict(schemas.ACCELERATOR_SAMPLES),
+    ).with_columns(pl.col("power_watts", "temperature_celsius").fill_nan(None))
+    silent = np.where(reporting, np.nan, rng.uniform(10.0, 900.0, count))
+    racks = topology.racks.height
+    job_of_rack = [rng.choice(["job-a", "job-b", None]) for _ in range(racks)]
+    allocations = pl.DataFrame(
+        {"rack_index": np.arange(racks, dtype=np.uint32), "job": job_of_rack},
+        schema=dict(schemas.ALLOCATION_SAMPLES),
+    )
+    nodes = rollup.node_frame(
+        accelerators, schemas.empty(schemas.NODE_SAMPLES), topology, np.zeros(count)
+    )
+    top_k = 7
+    anomalies = rollup.anomalous_accelerators(
+        accelerators,
+        nodes,
+        topology,
+        top_k,
+        allocations=allocations,
+        silent_seconds=silent,
+    )
+    expected = brute_force_anomalies(topology, accelerators, nodes, job_of_rack, silent, top_k)
+    assert set(anomalies["reason"]) == set(expected)
+    for reason, picks in expected.items():
+        rows = anomalies.filter(pl.col("reason") == reason)
+        assert rows["accelerator_index"].to_list() == [chip for chip, _ in picks], reason
+        assert rows["score"].to_list() == pytest.approx([score for _, score in picks]), reason
+
+
 def test_chips_with_the_most_recent_errors_are_listed(demo: Topology) -> None:
     accelerators = demo_accelerators()
     rolled = roll_up(demo, accelerators, demo_feeds())
