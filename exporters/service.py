@@ -46,7 +46,7 @@ _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 
 
 def gzip_body(
-    body: bytes, workers: int | None = None, piece_bytes: int = GZIP_PIECE_BYTES
+    body: bytes | memoryview, workers: int | None = None, piece_bytes: int = GZIP_PIECE_BYTES
 ) -> bytes:
     """``body`` as one gzip member, its pieces deflated in parallel threads.
 

@@ -228,7 +228,7 @@ def test_column_exists_in_the_frame_the_renderer_reads(
 ) -> None:
     topology, snapshot = demo
     renderer = Renderer(topology, "accelerator")
-    previous = Rendered(body=b"", series=1, seconds=0.1)
+    previous = Rendered(body=memoryview(b""), series=1, seconds=0.1)
     frames = renderer._frames(snapshot, previous, process_start_seconds=1.7e9)
     labelled = renderer._labelled(metric.frame, frames.get(metric.frame, pl.DataFrame()), snapshot)
     assert metric.column in labelled.columns, (

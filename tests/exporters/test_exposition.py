@@ -44,8 +44,8 @@ class Exposition:
     samples: dict[str, list[tuple[dict[str, str], float]]] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, body: bytes) -> Exposition:
-        text = body.decode("utf-8")
+    def parse(cls, body: bytes | memoryview) -> Exposition:
+        text = bytes(body).decode("utf-8")
         parsed = cls(text)
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
@@ -171,7 +171,7 @@ def test_every_family_has_one_help_and_one_type_before_its_samples(
     previous_line = ""
     sample_lines = 0
     families_in_order: list[str] = []
-    for line in rendered[tier].body.decode("utf-8").splitlines():
+    for line in rendered[tier].text().splitlines():
         if line.startswith("# HELP "):
             name, text = line[len("# HELP ") :].split(" ", 1)
             helps[name] += 1
@@ -573,7 +573,7 @@ def test_a_source_name_needing_escapes_round_trips(topology: Topology) -> None:
     source = Renamed(topology)
     snapshot = run_cycles(topology, [source], cycles=1)
     rendered = render(topology, snapshot, "site")
-    assert b'source="sim\\"ul\\\\ated\\nsource"' in rendered.body
+    assert b'source="sim\\"ul\\\\ated\\nsource"' in bytes(rendered.body)
     exposition = Exposition.parse(rendered.body)
     assert exposition.value("gigawatt_source_up", source=source.name, target=source.name) == 1.0
 
@@ -663,7 +663,7 @@ def test_every_rack_and_feed_value_lands_on_its_own_labels(
 
 def test_gauges_are_rounded_and_counters_are_not(rendered: dict[str, Rendered]) -> None:
     digits: dict[str, int] = defaultdict(int)
-    for line in rendered["rack"].body.decode().splitlines():
+    for line in rendered["rack"].text().splitlines():
         if line.startswith("#"):
             continue
         match = SAMPLE.match(line)

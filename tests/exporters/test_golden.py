@@ -73,7 +73,7 @@ def demo_exposition() -> bytes:
         clock.now = START + cycle * INTERVAL_SECONDS
         rendered = renderer.render(pipeline.run_cycle(), rendered)
     assert rendered is not None
-    return rendered.body
+    return bytes(rendered.body)
 
 
 def normalised(body: bytes) -> bytes:

@@ -241,7 +241,7 @@ def test_overrunning_cycles_are_skipped_and_counted_never_queued() -> None:
     gaps = [later - earlier for earlier, later in itertools.pairwise(calls)]
     assert all(gap >= 0.15 for gap in gaps)  # never two back to back to catch up
     latest = runner.latest
-    assert latest is not None and b"gigawatt_cycles_skipped_total" in latest.rendered.body
+    assert latest is not None and b"gigawatt_cycles_skipped_total" in bytes(latest.rendered.body)
 
 
 # --- credentials never in logs ------------------------------------------------------------------

@@ -26,11 +26,11 @@ BUILDINGS = 5
 PAIRS = 4
 
 
-def sample_counts(body: bytes) -> Counter[str]:
+def sample_counts(body: bytes | memoryview) -> Counter[str]:
     """Sample lines per series name."""
     return Counter(
         line.partition(b" ")[0].partition(b"{")[0].decode()
-        for line in body.splitlines()
+        for line in bytes(body).splitlines()
         if not line.startswith(b"#")
     )
 
