@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_prometheus.py [--preset campus] [--scrapes 6] [--interval 10]
                                                [--tier rack] [--with-families a,b,...]
-                                               [--gomemlimit 3GiB]
+                                               [--gomemlimit 3GiB] [--shards 1]
 
 The exposition of ``--tier`` (and, as a second configuration in the same run, the same tier
 with the metrics named by ``--with-families`` added back, as ``frame.column``) is rendered
@@ -13,7 +13,9 @@ per configuration: the series exposed and what Prometheus holds in its head, its
 memory now and at its peak (``VmRSS``, ``VmHWM``), and each scrape's duration and whether it
 fitted in the interval. With ``--gomemlimit``, every configuration is measured a second time
 with Prometheus' Go runtime given that soft memory limit (the GOMEMLIMIT environment
-variable), as a deployment can set it. Then the series per family of the exposition, the
+variable), as a deployment can set it. With ``--shards N`` the preset's buildings are dealt
+to N collectors as ``gigawatt serve --shard I/N`` deals them, each served as its own target,
+and every target's scrapes are listed. Then the series per family of the exposition, the
 biggest first.
 """
 
@@ -33,7 +35,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -42,8 +44,9 @@ import httpx
 import polars as pl
 
 from collector.pipeline import Pipeline
+from collector.shard import deal_buildings
 from collector.site.model import load_preset
-from collector.site.topology import build_topology
+from collector.site.topology import Topology, build_topology
 from collector.sources.simulated import SimulatedSource, SimulationConfig
 from exporters import contract
 from exporters.exposition import CONTENT_TYPE, Renderer
@@ -60,9 +63,21 @@ def free_port() -> int:
         return port
 
 
-def render_bodies(preset: str, metrics: tuple[contract.Metric, ...]) -> list[tuple[bytes, bytes]]:
+Bodies = list[tuple[bytes, bytes]]  # (plain, gzip) of consecutive cycles of one target
+
+
+def render_shards(preset: str, metrics: tuple[contract.Metric, ...], shards: int) -> list[Bodies]:
+    """Each shard's bodies: the preset's buildings dealt to ``shards`` collectors as
+    ``gigawatt serve --shard I/N`` deals them, each simulating and rendering its own."""
+    site = load_preset(preset)
+    if shards == 1:
+        return [render_bodies(build_topology(site), metrics)]
+    dealt = deal_buildings(build_topology(site), shards)
+    return [render_bodies(build_topology(site, buildings), metrics) for buildings in dealt]
+
+
+def render_bodies(topology: Topology, metrics: tuple[contract.Metric, ...]) -> Bodies:
     """(plain, gzip) bodies of BODIES consecutive cycles."""
-    topology = build_topology(load_preset(preset))
     timestamps = iter(1_780_000_000.0 + 10.0 * n for n in range(100))
     source = SimulatedSource(topology, SimulationConfig(workload="jobs"))
     pipeline = Pipeline(topology, [source], clock=lambda: next(timestamps))
@@ -71,12 +86,12 @@ def render_bodies(preset: str, metrics: tuple[contract.Metric, ...]) -> list[tup
     previous = None
     for _ in range(BODIES):
         previous = renderer.render(pipeline.run_cycle(analyze_grid=False), previous)
-        bodies.append((previous.body, gzip_body(previous.body)))
+        bodies.append((bytes(previous.body), gzip_body(previous.body)))
     return bodies
 
 
 @contextmanager
-def exposition_server(bodies: list[tuple[bytes, bytes]]) -> Iterator[tuple[str, list[int]]]:
+def exposition_server(bodies: Bodies) -> Iterator[tuple[str, list[int]]]:
     """Serves the bodies in turn on loopback; yields the target and a one-element list
     counting the connections Prometheus dropped (a scrape past its timeout)."""
     served = [0]
@@ -134,7 +149,7 @@ def query(base: str, promql: str) -> list[dict[str, Any]]:
 
 def measure(
     name: str,
-    bodies: list[tuple[bytes, bytes]],
+    shards: list[Bodies],
     scrapes: int,
     interval: float,
     gomemlimit: str | None = None,
@@ -142,12 +157,15 @@ def measure(
     prometheus = shutil.which("prometheus")
     if prometheus is None:
         sys.exit("prometheus not found on PATH (Debian: apt-get install prometheus)")
-    with exposition_server(bodies) as (target, hung_up), tempfile.TemporaryDirectory() as workdir:
+    with ExitStack() as stack:
+        served = [stack.enter_context(exposition_server(bodies)) for bodies in shards]
+        targets = [target for target, _ in served]
+        workdir = stack.enter_context(tempfile.TemporaryDirectory())
         port = free_port()
         config = {
             "global": {"scrape_interval": f"{interval:g}s", "scrape_timeout": f"{interval:g}s"},
             "scrape_configs": [
-                {"job_name": "gigawatt", "static_configs": [{"targets": [target]}]},
+                {"job_name": "gigawatt", "static_configs": [{"targets": targets}]},
                 {
                     "job_name": "prometheus",
                     "scrape_interval": "5s",
@@ -172,39 +190,47 @@ def measure(
             env={**os.environ, "GOMEMLIMIT": gomemlimit} if gomemlimit else None,
         )
         base = f"http://{HOST}:{port}"
-        durations: dict[float, float] = {}
+        # Per target, each scrape's duration by its time.
+        durations: dict[str, dict[float, float]] = {target: {} for target in targets}
         try:
             deadline = time.monotonic() + interval * (scrapes + 6) + 120
-            while len(durations) < scrapes:
+            while min(len(seen) for seen in durations.values()) < scrapes:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    sys.exit(f"{name}: prometheus gave {len(durations)} of {scrapes} scrapes")
+                    got = min(len(seen) for seen in durations.values())
+                    sys.exit(f"{name}: prometheus gave {got} of {scrapes} scrapes")
                 try:  # a range selector gives every scrape's own sample and time
-                    found = query(base, 'scrape_duration_seconds{job="gigawatt"}[1h]')
-                    if found:
-                        durations = {float(t): float(v) for t, v in found[0]["values"]}
+                    for found in query(base, 'scrape_duration_seconds{job="gigawatt"}[1h]'):
+                        durations[found["metric"]["instance"]] = {
+                            float(t): float(v) for t, v in found["values"]
+                        }
                 except (httpx.HTTPError, KeyError, ValueError):
                     pass
                 time.sleep(interval / 2)
             head = query(base, "prometheus_tsdb_head_series")
-            samples = query(base, 'scrape_samples_scraped{job="gigawatt"}')
             memory = memory_kib(process.pid)
         finally:
             process.terminate()
             process.wait(timeout=60)
             log.close()
-    series = sum(1 for line in bodies[-1][0].splitlines() if line and not line.startswith(b"#"))
+    last = [bodies[-1] for bodies in shards]
     return {
         "name": name,
-        "series": series,
-        "bytes": len(bodies[-1][0]),
-        "gzip_bytes": len(bodies[-1][1]),
+        "targets": len(shards),
+        "series": sum(series_count(plain) for plain, _ in last),
+        "bytes": sum(len(plain) for plain, _ in last),
+        "gzip_bytes": sum(len(gzipped) for _, gzipped in last),
         "head_series": int(float(head[0]["value"][1])) if head else None,
-        "samples_scraped": int(float(samples[0]["value"][1])) if samples else None,
         "rss_gib": memory.get("VmRSS", 0) / 1024**2,
         "peak_rss_gib": memory.get("VmHWM", 0) / 1024**2,
-        "durations": [durations[stamp] for stamp in sorted(durations)],
-        "hung_up": hung_up[0],
+        "durations": [
+            [seen[stamp] for stamp in sorted(seen)[:scrapes]] for seen in durations.values()
+        ],
+        "hung_up": sum(hung_up[0] for _, hung_up in served),
     }
+
+
+def series_count(body: bytes) -> int:
+    return sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
 
 
 def family_table(body: bytes) -> list[tuple[str, int]]:
@@ -228,6 +254,12 @@ def main() -> None:
         help="frame.column of metrics to add to the tier, measured as a second configuration",
     )
     parser.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        help="serve the preset as N shard targets (gigawatt serve --shard I/N), all scraped",
+    )
+    parser.add_argument(
         "--gomemlimit",
         default=None,
         help="also measure each configuration with Prometheus run under GOMEMLIMIT=VALUE",
@@ -249,9 +281,11 @@ def main() -> None:
         wider = tuple(m for m in contract.METRICS if m in extra or m in tier_metrics)
         names = ", ".join(sorted(metric.name for metric in extra))
         configurations.append((f"tier {args.tier} + {names}", wider))
+    if args.shards > 1:
+        configurations = [(f"{name}, {args.shards} shards", m) for name, m in configurations]
     results = []
     for name, metrics in configurations:
-        bodies = render_bodies(args.preset, metrics)
+        bodies = render_shards(args.preset, metrics, args.shards)
         results.append(measure(name, bodies, args.scrapes, args.interval))
         print(f"measured {name}", flush=True)
         if args.gomemlimit:
@@ -260,20 +294,24 @@ def main() -> None:
             print(f"measured {limited}", flush=True)
     print(f"preset {args.preset}, a scrape every {args.interval:g} s, {args.scrapes} scrapes:")
     for result in results:
-        durations = result["durations"]
-        inside = sum(1 for value in durations if value < args.interval)
+        every = [value for target in result["durations"] for value in target]
+        inside = sum(1 for value in every if value < args.interval)
         print(
             f"  {result['name']}:\n"
-            f"    {result['series']:,} series, {result['bytes'] / 1e6:.1f} MB "
-            f"({result['gzip_bytes'] / 1e6:.1f} MB gzip); Prometheus head "
-            f"{result['head_series']:,} series\n"
+            f"    {result['series']:,} series in {result['targets']} target(s), "
+            f"{result['bytes'] / 1e6:.1f} MB ({result['gzip_bytes'] / 1e6:.1f} MB gzip); "
+            f"Prometheus head {result['head_series']:,} series\n"
             f"    Prometheus RSS {result['rss_gib']:.2f} GiB, peak {result['peak_rss_gib']:.2f} GiB"
-            f"\n    scrape durations (s): {', '.join(f'{v:.2f}' for v in durations)}; "
-            f"{inside} of {len(durations)} inside the interval; Prometheus dropped "
+        )
+        for number, durations in enumerate(result["durations"], start=1):
+            listed = ", ".join(f"{value:.2f}" for value in durations)
+            print(f"    target {number} scrape durations (s): {listed}")
+        print(
+            f"    {inside} of {len(every)} scrapes inside the interval; Prometheus dropped "
             f"{result['hung_up']} connection(s) mid-scrape"
         )
-    print("series per family, the widest configuration, biggest first:")
-    bodies = render_bodies(args.preset, configurations[-1][1])
+    print("series per family, the widest configuration, whole site, biggest first:")
+    bodies = render_bodies(build_topology(load_preset(args.preset)), configurations[-1][1])
     for family, count in family_table(bodies[-1][0])[:30]:
         print(f"  {count:>9,}  {family}")
 

@@ -110,7 +110,7 @@ def body_response(body: bytes | memoryview, headers: dict[str, str]) -> Response
     """The exposition as a response: whole when small, else in slices of one view (no copy)
     with its Content-Length, so the client sees one plain body either way."""
     if len(body) <= BODY_SLICE_BYTES:
-        return Response(bytes(body), media_type=CONTENT_TYPE, headers=headers)
+        return Response(body, media_type=CONTENT_TYPE, headers=headers)
     view = memoryview(body)
 
     async def slices() -> AsyncIterator[memoryview]:
@@ -250,8 +250,12 @@ def create_app(
     async def metrics(request: Request) -> Response:
         published = _published(request.app.state.runner)
         if accepts_gzip(request.headers.get("accept-encoding", "")):
-            return body_response(
-                published.gzipped, {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+            # A tenth of the plain size: handed over whole, so it never waits in turn behind
+            # the slices of plain bodies being sent.
+            return Response(
+                published.gzipped,
+                media_type=CONTENT_TYPE,
+                headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"},
             )
         return body_response(published.rendered.body, {"Vary": "Accept-Encoding"})
 
