@@ -4,8 +4,8 @@ Rendering is columnar, with no Python object per sample. For the physical levels
 entities never change, each family's series names with their labels (``name{labels}``, the
 line up to its value) are built once per topology; a cycle computes every value column of a
 level in one Polars pass (cast, rounded, non-finite made missing) and Polars' CSV writer
-formats the values in bulk beside those prefixes. A campus-scale exposition (1.9 M series at
-the rack tier) takes a fraction of a second. Accelerators (2 M rows, a tier off by default)
+formats the values in bulk beside those prefixes, every family in one call. A campus-scale
+exposition (1.4 M series at the rack tier) takes about 0.1 s. Accelerators (2 M rows, a tier off by default)
 and the small frames that change from cycle to cycle (jobs, sources, anomalies) build their
 prefixes each cycle.
 
@@ -39,6 +39,8 @@ from exporters.contract import Metric, Tier, is_rounded
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LABELS = "__labels"
+SERIES = "series"  # the line up to its value: name{labels}
+VALUE = "value"
 
 
 def _escape_label(value: pl.Expr) -> pl.Expr:
@@ -314,27 +316,52 @@ class Renderer:
                 for metric in metrics:
                     prefixes.setdefault(metric.name, _prefixes(metric, source[LABELS]))
             values.update(source.select(_value(metric) for metric in metrics).to_dict())
-        out = self._buffers.writer()
+        # Every family's lines in one CSV write: a family's HELP and TYPE lines ride in front
+        # of its first series name (a family with no line passes them on to the next one),
+        # so the writer's set-up is paid once per render, not once per family (about 100).
+        heads: list[str] = []  # per family with lines: its header lines and first series
+        firsts: list[float] = []  # its first value
+        rests: list[pl.DataFrame] = []  # its other lines
+        carried = ""
         series = 0
         for metric in self.metrics:
-            out.write(
+            carried += (
                 f"# HELP {metric.name} {_escape_help(metric.help)}\n"
-                f"# TYPE {metric.name} {metric.type}\n".encode()
+                f"# TYPE {metric.name} {metric.type}\n"
             )
             value = values[metric.name]
-            family = pl.DataFrame([prefixes[metric.name], value])
+            family = pl.DataFrame({SERIES: prefixes[metric.name], VALUE: value})
             if value.null_count():
                 family = family.filter(value.is_not_null())
-            if family.height:
-                # The CSV writer is Polars' fastest way to text: one "series value" per line,
-                # nothing quoted (label values are escaped already).
-                family.write_csv(
-                    cast(IO[bytes], out),  # it only calls write(): _BodyWriter has it
-                    include_header=False,
-                    separator=" ",
-                    quote_style="never",
-                    line_terminator="\n",
-                )
-                if metric is not EXPOSED_SERIES:  # it counts the others, not itself
-                    series += family.height
+            if not family.height:
+                continue
+            heads.append(carried + family[SERIES][0])
+            firsts.append(family[VALUE][0])
+            rests.append(family.slice(1))
+            carried = ""
+            if metric is not EXPOSED_SERIES:  # it counts the others, not itself
+                series += family.height
+        out = self._buffers.writer()
+        if heads:
+            first_lines = pl.DataFrame(
+                {SERIES: heads, VALUE: firsts}, schema={SERIES: pl.String, VALUE: pl.Float64}
+            )
+            lines = pl.concat(
+                [
+                    piece
+                    for index, rest in enumerate(rests)
+                    for piece in (first_lines.slice(index, 1), rest)
+                ],
+                rechunk=False,
+            )
+            # The CSV writer is Polars' fastest way to text: one "series value" per line,
+            # nothing quoted (label values are escaped already).
+            lines.write_csv(
+                cast(IO[bytes], out),  # it only calls write(): _BodyWriter has it
+                include_header=False,
+                separator=" ",
+                quote_style="never",
+                line_terminator="\n",
+            )
+        out.write(carried.encode())
         return Rendered(body=out.body(), series=series, seconds=time.perf_counter() - started)
