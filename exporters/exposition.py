@@ -5,9 +5,9 @@ entities never change, each family's series names with their labels (``name{labe
 line up to its value) are built once per topology; a cycle computes every value column of a
 level in one Polars pass (cast, rounded, non-finite made missing) and Polars' CSV writer
 formats the values in bulk beside those prefixes, every family in one call. A campus-scale
-exposition (1.4 M series at the rack tier) takes about 0.1 s. Accelerators (2 M rows, a tier off by default)
-and the small frames that change from cycle to cycle (jobs, sources, anomalies) build their
-prefixes each cycle.
+exposition (1.4 M series at the rack tier) takes about 0.1 s. Accelerators (2 M rows, a tier
+off by default) and the small frames that change from cycle to cycle (jobs, sources,
+anomalies) build their prefixes each cycle.
 
 A missing value (null, or a non-finite derived value such as a PUE over zero IT power) has
 no line at all: Prometheus sees the series as absent, never as 0.
