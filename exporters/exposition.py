@@ -41,6 +41,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LABELS = "__labels"
 SERIES = "series"  # the line up to its value: name{labels}
 VALUE = "value"
+PREFIX_OF = "__series "  # a metric's series names beside its values in one frame
 
 
 def _escape_label(value: pl.Expr) -> pl.Expr:
@@ -310,12 +311,22 @@ class Renderer:
         prefixes: dict[str, pl.Series] = dict(self._prefixes)
         for name, metrics in by_frame.items():
             if all(metric.name in prefixes for metric in metrics):
-                source = frames[name]
-            else:
-                source = self._labelled(name, frames.get(name, pl.DataFrame()), snapshot)
-                for metric in metrics:
-                    prefixes.setdefault(metric.name, _prefixes(metric, source[LABELS]))
-            values.update(source.select(_value(metric) for metric in metrics).to_dict())
+                values.update(frames[name].select(_value(metric) for metric in metrics).to_dict())
+                continue
+            # A frame whose series names are built this cycle: names and values in one pass.
+            source = self._labelled(name, frames.get(name, pl.DataFrame()), snapshot)
+            built = source.select(
+                *(_value(metric) for metric in metrics),
+                *(
+                    pl.concat_str([pl.lit(metric.name), pl.col(LABELS)]).alias(
+                        PREFIX_OF + metric.name
+                    )
+                    for metric in metrics
+                ),
+            )
+            for metric in metrics:
+                values[metric.name] = built.get_column(metric.name)
+                prefixes.setdefault(metric.name, built.get_column(PREFIX_OF + metric.name))
         # Every family's lines in one CSV write: a family's HELP and TYPE lines ride in front
         # of its first series name (a family with no line passes them on to the next one),
         # so the writer's set-up is paid once per render, not once per family (about 100).
