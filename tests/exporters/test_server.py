@@ -204,9 +204,12 @@ def _one_gzip_member(raw: bytes) -> bytes:
     return body
 
 
-def _scrape(client: httpx.Client, url: str, accept: str) -> Scrape:
+def _scrape(client: httpx.Client, url: str, accept: str, keep_alive: bool = True) -> Scrape:
     # Raw bytes, so the test and not the client decides what the gzip stream holds.
-    with client.stream("GET", url, headers={"Accept-Encoding": accept}) as response:
+    headers = {"Accept-Encoding": accept}
+    if not keep_alive:
+        headers["Connection"] = "close"
+    with client.stream("GET", url, headers=headers) as response:
         raw = b"".join(response.iter_raw())
         assert response.status_code == 200
         assert response.headers["content-type"] == CONTENT_TYPE
@@ -220,16 +223,19 @@ def _scrape(client: httpx.Client, url: str, accept: str) -> Scrape:
 
 
 @pytest.mark.parametrize(
-    "tier",
+    ("tier", "keep_alive"),
     [
-        "rack",  # a 0.3 MB body, answered whole
-        # a 2.3 MB body, handed over in 1 MB slices of the render's buffer: a buffer reused
-        # while a scrape still sends it would show here as a cut or mixed body
-        "accelerator",
+        ("rack", True),  # a 0.3 MB body, answered whole, on kept-alive connections
+        # A 2.3 MB body, handed over in 1 MB slices of the render's buffer: a buffer reused
+        # while a scrape still sends it would show here as a cut or mixed body. A connection
+        # per scrape: ten threads of this process parsing 2.3 MB each can leave a connection
+        # idle past the server's 5 s keep-alive, and a request sent as the server closes it
+        # fails on the client's side of that race, which is not what this test is about.
+        ("accelerator", False),
     ],
 )
 def test_ten_concurrent_scrapers_get_whole_bodies_while_cycles_advance(
-    tmp_path: Path, tier: str
+    tmp_path: Path, tier: str, keep_alive: bool
 ) -> None:
     """Every scrape is a whole exposition, gzip exactly when asked for, the gzip and plain
     bodies of one cycle are the same text, and cycles keep being published under the load."""
@@ -248,7 +254,7 @@ def test_ten_concurrent_scrapers_get_whole_bodies_while_cycles_advance(
                     start.wait()
                     while len({scrape.cycles for scrape in seen}) < CONCURRENT_CYCLES:
                         assert time.monotonic() < deadline, "cycles stopped advancing"
-                        seen.append(_scrape(client, url, accept))
+                        seen.append(_scrape(client, url, accept, keep_alive))
             except BaseException as error:
                 errors.append(error)
                 start.abort()
