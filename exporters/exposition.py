@@ -149,6 +149,8 @@ class BodyBuffers:
         return True
 
     def writer(self) -> _BodyWriter:
+        # A buffer counts as taken only once its body is viewed, so one render at a time per
+        # pool: each Renderer has its own, and only the cycle thread renders.
         for buffer in self._buffers:
             if self._free(buffer):
                 return _BodyWriter(buffer)
