@@ -104,7 +104,7 @@ def node_frame(
     the node reported.
     """
     count = topology.accelerator_count
-    first = topology.nodes["first_accelerator_index"].to_numpy().astype(np.int64)
+    first = topology.first_children("accelerator", "node")
 
     def column(name: str) -> FloatArray:
         return arrays.dense(accelerators, "accelerator_index", name, count)
@@ -192,29 +192,27 @@ def rack_frame(nodes: pl.DataFrame, feeds: pl.DataFrame, topology: Topology) -> 
         summed: FloatArray = np.add.reduceat(np.nan_to_num(values, nan=0.0), first)
         return summed
 
+    def counted(name: str, values: npt.NDArray[np.number]) -> pl.Series:
+        return pl.Series(name, values, dtype=pl.UInt32)
+
     feed_power = column(feeds, "power_watts")
     node_power = column(nodes, "power_watts")
-    counts = {
-        "feeds_reporting": arrays.count_by(feed_power, by_feed),
-        "feeds_expected": np.diff(by_feed, append=feeds.height),
-        "accelerators_reporting": total(column(nodes, "accelerators_reporting"), by_node),
-        "accelerators_expected": total(column(nodes, "accelerators_expected"), by_node),
-        "nodes_reporting": arrays.count_by(node_power, by_node),
-        "nodes_expected": np.diff(by_node, append=nodes.height),
-    }
     frame = topology.racks.select(
         "rack_index", "row_index", "hall_index", "building_index", "capacity_watts"
     ).with_columns(
         arrays.series("power_watts", arrays.sum_by(feed_power, by_feed)),
-        *(pl.Series(name, counts[name], dtype=pl.UInt32) for name in list(counts)[:2]),
+        counted("feeds_reporting", arrays.count_by(feed_power, by_feed)),
+        counted("feeds_expected", np.diff(by_feed, append=feeds.height)),
         pl.Series("energy_joules", total(column(feeds, "energy_joules"), by_feed)),
         arrays.series(
             "accelerator_power_watts",
             arrays.sum_by(column(nodes, "accelerator_power_watts"), by_node),
         ),
-        *(pl.Series(name, counts[name], dtype=pl.UInt32) for name in list(counts)[2:4]),
+        counted("accelerators_reporting", total(column(nodes, "accelerators_reporting"), by_node)),
+        counted("accelerators_expected", total(column(nodes, "accelerators_expected"), by_node)),
         arrays.series("node_power_watts", arrays.sum_by(node_power, by_node)),
-        *(pl.Series(name, counts[name], dtype=pl.UInt32) for name in list(counts)[4:]),
+        counted("nodes_reporting", arrays.count_by(node_power, by_node)),
+        counted("nodes_expected", np.diff(by_node, append=nodes.height)),
         arrays.series(
             "max_temperature_celsius",
             arrays.max_by(column(nodes, "max_temperature_celsius"), by_node),
@@ -469,7 +467,7 @@ def anomalous_accelerators(
         return pl.DataFrame(schema=ANOMALY_COLUMNS)
     table = topology.accelerators
     count = topology.accelerator_count
-    first = topology.nodes["first_accelerator_index"].to_numpy().astype(np.int64)
+    first = topology.first_children("accelerator", "node")
     ends = np.append(first[1:], count)
     power = arrays.dense(accelerators, "accelerator_index", "power_watts", count)
     temperature = arrays.dense(accelerators, "accelerator_index", "temperature_celsius", count)
@@ -489,7 +487,7 @@ def anomalous_accelerators(
         # the job's median), where a limit is shared by every chip; else every chip is scored.
         power_max = np.fmax.reduceat(power, first)
         power_min = np.fmin.reduceat(power, first)
-        temperature_max = np.fmax.reduceat(temperature, first)
+        temperature_max = nodes["max_temperature_celsius"].to_numpy()  # node_frame's fmax
         limit = topology.uniform_value("accelerator", "max_temperature_celsius")
         tdp = topology.uniform_value("accelerator", "tdp_watts")
         rankings: dict[str, _Ranking] = {
